@@ -1,0 +1,27 @@
+"""Input data for dti_jax: in-memory sources and deterministic tf.data batches.
+
+Imports nothing from dti_jax or jax. Importing this package hides GPUs from
+TensorFlow (see `pipeline`), so that TF never reserves accelerator memory.
+"""
+
+from data_pipelines.pipeline import epoch_permutation
+from data_pipelines.pipeline import eval_batches
+from data_pipelines.pipeline import num_eval_batches
+from data_pipelines.pipeline import num_train_batches
+from data_pipelines.pipeline import train_batches
+from data_pipelines.sources import ArraySource
+from data_pipelines.sources import SOURCE_NAMES
+from data_pipelines.sources import describe
+from data_pipelines.sources import load_source
+
+__all__ = [
+    "ArraySource",
+    "SOURCE_NAMES",
+    "describe",
+    "epoch_permutation",
+    "eval_batches",
+    "load_source",
+    "num_eval_batches",
+    "num_train_batches",
+    "train_batches",
+]

@@ -1,0 +1,59 @@
+"""Command-line entry point.
+
+  python -m dti_jax.main --config=configs/mnist.py:embedded --workdir=/tmp/run
+
+``--config.a.b=value`` overrides a config key; a rerun with the same workdir resumes.
+This file is intentionally short: the work happens in ``dti_jax.trainers.loop``.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file, optionally with a variant: file.py:variant.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard "
+                               "logs and images; an existing one is resumed.")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() "
+                               "(TPU pods, SLURM, or the JAX_COORDINATOR_* variables).")
+_NUM_DEVICES = flags.DEFINE_integer("num_devices", None, "Use only the first N devices "
+                                    "(default: all).")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing with one-line errors (bad override key, bad value type, bad file)."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
+    message = str(error).strip().splitlines()
+    reason = message[-1] if message else type(error).__name__
+    sys.exit(f"error: {reason}")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _WORKDIR.value is None:
+    sys.exit("error: --workdir is required")
+  if _CONFIG.value is None:
+    sys.exit("error: --config is required, e.g. --config=configs/mnist.py:embedded")
+  # Keep TensorFlow (tf.data only) off the accelerators JAX uses.
+  import tensorflow as tf
+  tf.config.set_visible_devices([], "GPU")
+  import jax
+  if _MULTIHOST.value:
+    jax.distributed.initialize()
+  from dti_jax.trainers import loop
+  try:
+    loop.train_and_evaluate(_CONFIG.value, os.path.abspath(_WORKDIR.value),
+                            num_devices=_NUM_DEVICES.value)
+  except (ValueError, FileNotFoundError) as error:
+    sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,98 @@
+"""ResNet encoders of the DTI papers, in flax.linen (NHWC).
+
+Two families, both with the classification layer dropped and the output flattened
+after global average pooling:
+
+* ``resnet20``: the CIFAR ResNet (3 stages of 3 basic blocks, 16/32/64 channels) with
+  the parameter-free "option A" shortcut; F = 64.
+* ``resnet18``: the torchvision layout (not pretrained); F = 512.
+
+Padding is explicit and symmetric because flax's ``'SAME'`` pads asymmetrically for
+stride 2, which would shift the feature maps relative to the PyTorch originals.
+Convolutions use PyTorch's ``kaiming_normal_`` (an untruncated normal).
+"""
+
+import functools
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# kaiming_normal_(mode='fan_in', gain sqrt 2): flax's 'normal' is untruncated.
+_kaiming_fan_in = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+_kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+# PyTorch BatchNorm: running = 0.9 * running + 0.1 * batch, eps 1e-5.
+_BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
+
+
+class BasicBlock(nn.Module):
+  """conv3x3 -> BN -> ReLU -> conv3x3 -> BN -> + shortcut -> ReLU."""
+
+  features: int
+  stride: int
+  shortcut: str  # 'option_a' (CIFAR ResNet) or 'projection' (torchvision)
+  kernel_init: Callable
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    conv = functools.partial(nn.Conv, use_bias=False, kernel_init=self.kernel_init)
+    y = conv(self.features, (3, 3), (self.stride, self.stride), padding=((1, 1), (1, 1)))(x)
+    y = nn.relu(_BatchNorm(use_running_average=not train)(y))
+    y = conv(self.features, (3, 3), padding=((1, 1), (1, 1)))(y)
+    y = _BatchNorm(use_running_average=not train)(y)
+    in_features = x.shape[-1]
+    if self.stride != 1 or in_features != self.features:
+      if self.shortcut == "option_a":
+        # Subsample and zero-pad the channel axis by planes/4 on each side.
+        pad = self.features // 4
+        x = jnp.pad(x[:, ::2, ::2, :], ((0, 0), (0, 0), (0, 0), (pad, pad)))
+      else:
+        x = conv(self.features, (1, 1), (self.stride, self.stride), padding="VALID")(x)
+        x = _BatchNorm(use_running_average=not train)(x)
+    return nn.relu(y + x)
+
+
+class ResNet20(nn.Module):
+  """CIFAR ResNet-20 feature extractor: [B, H, W, C] -> [B, 64]."""
+
+  blocks_per_stage: int = 3
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = nn.Conv(16, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
+                kernel_init=_kaiming_fan_in)(x)
+    x = nn.relu(_BatchNorm(use_running_average=not train)(x))
+    for stage, features in enumerate((16, 32, 64)):
+      for block in range(self.blocks_per_stage):
+        stride = 2 if stage > 0 and block == 0 else 1
+        x = BasicBlock(features, stride, "option_a", _kaiming_fan_in)(x, train)
+    return jnp.mean(x, axis=(1, 2))
+
+
+class ResNet18(nn.Module):
+  """torchvision ResNet-18 feature extractor (random init): [B, H, W, 3] -> [B, 512]."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = nn.Conv(64, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False,
+                kernel_init=_kaiming_fan_out)(x)
+    x = nn.relu(_BatchNorm(use_running_average=not train)(x))
+    x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))  # pads with -inf
+    for stage, features in enumerate((64, 128, 256, 512)):
+      for block in range(2):
+        stride = 2 if stage > 0 and block == 0 else 1
+        x = BasicBlock(features, stride, "projection", _kaiming_fan_out)(x, train)
+    return jnp.mean(x, axis=(1, 2))
+
+
+ENCODERS = {"resnet20": (ResNet20, 64), "resnet18": (ResNet18, 512)}
+
+
+def create_encoder(name: str) -> tuple[nn.Module, int]:
+  """Returns (module, feature size) for an encoder name of the original configs."""
+  if name not in ENCODERS:
+    raise ValueError(f"config.model.encoder={name!r} is not one of {sorted(ENCODERS)}")
+  module_cls, features = ENCODERS[name]
+  return module_cls(), features

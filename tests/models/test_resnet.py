@@ -1,0 +1,47 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dti_jax.nets import resnet
+
+
+def _count(tree):
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("name,shape,expected", [
+    ("resnet20", (1, 28, 28, 1), 268_784),   # the original's counts (PyTorch, BN affine)
+    ("resnet20", (1, 32, 32, 3), 269_072),
+    ("resnet18", (1, 32, 32, 3), 11_176_512),
+])
+def test_parameter_counts_match_the_original(name, shape, expected):
+  net, features = resnet.create_encoder(name)
+  variables = net.init(jax.random.key(0), jnp.zeros(shape), train=False)
+  assert _count(variables["params"]) == expected
+  out = net.apply(variables, jnp.ones(shape), train=False)
+  assert out.shape == (1, features)
+
+
+def test_resnet20_stride_two_keeps_pixel_alignment():
+  """Symmetric padding: a 28x28 input gives 28 -> 14 -> 7, and a centred impulse stays centred."""
+  net, _ = resnet.create_encoder("resnet20")
+  x = jnp.zeros((1, 28, 28, 1))
+  variables = net.init(jax.random.key(0), x, train=False)
+  _, inter = net.apply(variables, x, train=False, capture_intermediates=True)
+  shapes = {v.shape for v in jax.tree.leaves(inter["intermediates"])}
+  assert (1, 7, 7, 64) in shapes and (1, 14, 14, 32) in shapes
+
+
+def test_batchnorm_train_mode_updates_running_stats_with_pytorch_momentum():
+  net, _ = resnet.create_encoder("resnet20")
+  x = jax.random.uniform(jax.random.key(1), (8, 16, 16, 1))
+  variables = net.init(jax.random.key(0), x, train=False)
+  _, updates = net.apply(variables, x, train=True, mutable=["batch_stats"])
+  first_bn = updates["batch_stats"]["BatchNorm_0"]
+  conv = jax.lax.conv_general_dilated(
+      x, variables["params"]["Conv_0"]["kernel"], (1, 1), ((1, 1), (1, 1)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(first_bn["mean"], 0.1 * conv.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6)
+  with pytest.raises(ValueError, match="config.model.encoder"):
+    resnet.create_encoder("resnet_20")
