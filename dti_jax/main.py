@@ -9,6 +9,8 @@ This file is intentionally short: the work happens in ``dti_jax.trainers.loop``.
 import os
 import sys
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow serves tf.data only
+
 from absl import app
 from absl import flags
 from ml_collections import config_flags

@@ -3,7 +3,6 @@
 import time
 
 import jax
-from absl import logging
 from clu import metric_writers
 
 
@@ -34,7 +33,6 @@ class Progress:
 
 
 def console(message: str) -> None:
-  """One progress line on process 0 (stdout, so it shows without absl flags)."""
+  """One progress line on stdout (process 0 only), readable without absl log flags."""
   if jax.process_index() == 0:
     print(message, flush=True)
-  logging.info(message)

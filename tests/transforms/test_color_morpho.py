@@ -79,3 +79,34 @@ def test_morpho_gradient_finite_at_large_alpha():
   loss = lambda b, x: jnp.sum(apply_morpho(x, b, kernel_size=3))  # noqa: E731
   grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(beta, image)
   assert all(np.all(np.isfinite(g)) for g in grads)
+
+
+def _morpho_by_definition(image, beta, kernel_size):
+  """The original's formula written out: sum x e^{ax} kappa / sum e^{ax} kappa (zero padding)."""
+  k, pad = kernel_size, kernel_size // 2
+  offset = jnp.full((k, k), -5.0).at[pad, pad].set(5.0).reshape(-1)
+  kappa = jax.nn.sigmoid(beta[1:] + offset).reshape(k, k)
+  padded = jnp.pad(image[..., 0], pad)
+  h, w = image.shape[:2]
+  num = jnp.zeros((h, w))
+  den = jnp.zeros((h, w))
+  for dy in range(k):
+    for dx in range(k):
+      window = padded[dy:dy + h, dx:dx + w]
+      weight = jnp.exp(beta[0] * window) * kappa[dy, dx]
+      num, den = num + window * weight, den + weight
+  return (num / den)[..., None]
+
+
+def test_morpho_value_and_custom_gradient_match_autodiff_of_the_definition():
+  rng = np.random.default_rng(7)
+  image = jnp.asarray(rng.random((9, 10, 1)), jnp.float32)
+  beta = jnp.asarray(rng.normal(size=50) * np.r_[2.0, np.ones(49)], jnp.float32)
+  np.testing.assert_allclose(apply_morpho(image, beta, kernel_size=7),
+                             _morpho_by_definition(image, beta, 7), rtol=1e-5, atol=1e-6)
+  weights = jnp.asarray(rng.normal(size=(9, 10, 1)), jnp.float32)
+  objective = lambda fn: lambda x, b: jnp.sum(weights * fn(x, b))
+  got = jax.grad(objective(lambda x, b: apply_morpho(x, b, kernel_size=7)), (0, 1))(image, beta)
+  want = jax.grad(objective(lambda x, b: _morpho_by_definition(x, b, 7)), (0, 1))(image, beta)
+  for g, r in zip(got, want):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
