@@ -26,14 +26,26 @@ _NUM_DEVICES = flags.DEFINE_integer("num_devices", None, "Use only the first N d
                                     "(default: all).")
 
 
+def _one_line(error: Exception) -> str:
+  """The useful line of a flag-parsing error (absl wraps reprs and tracebacks into it)."""
+  raw = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+  lines = [line.strip() for line in raw.replace("\\n", "\n").splitlines() if line.strip()]
+  lines = [line.strip("'\"\\") if line[0] in "'\"" else line for line in lines]
+  if not lines:
+    return type(error).__name__
+  if "Traceback" in raw or "[Errno" in raw:
+    return lines[-1]
+  if "Did you mean" in raw:
+    return "unknown config key " + ". ".join(line.strip("'\"\\") for line in lines)
+  return " ".join(lines)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing with one-line errors (bad override key, bad value type, bad file)."""
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
-    message = str(error).strip().splitlines()
-    reason = message[-1] if message else type(error).__name__
-    sys.exit(f"error: {reason}")
+    sys.exit(f"error: {_one_line(error)}")
 
 
 def main(argv: list[str]) -> None:
@@ -41,7 +53,12 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if _WORKDIR.value is None:
     sys.exit("error: --workdir is required")
-  if _CONFIG.value is None:
+  try:
+    config = _CONFIG.value
+    config.method  # the config file is loaded lazily; fail here, in one line
+  except OSError as error:
+    sys.exit(f"error: --config: {_one_line(error)}")
+  except AttributeError:
     sys.exit("error: --config is required, e.g. --config=configs/mnist.py:embedded")
   # Keep TensorFlow (tf.data only) off the accelerators JAX uses.
   import tensorflow as tf
@@ -51,7 +68,7 @@ def main(argv: list[str]) -> None:
     jax.distributed.initialize()
   from dti_jax.trainers import loop
   try:
-    loop.train_and_evaluate(_CONFIG.value, os.path.abspath(_WORKDIR.value),
+    loop.train_and_evaluate(config, os.path.abspath(_WORKDIR.value),
                             num_devices=_NUM_DEVICES.value)
   except (ValueError, FileNotFoundError) as error:
     sys.exit(f"error: {error}")

@@ -220,7 +220,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                           f"ETA {speed['eta_minutes']:.1f} min")
         loss_sum, loss_count = 0.0, 0
 
-      if step % config.eval.every_steps == 0 or step == total_steps:
+      if step % config.eval.every_steps == 0 and step < total_steps:
         start = time.perf_counter()
         scores = evaluator.scores(state, n_active)
         _write_eval(writer, step, "eval", scores, evaluator.images(state, n_active))
@@ -236,7 +236,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   final_stage = method.stage_at(config, max(total_steps - 1, 0), steps_per_epoch)
   final = evaluator.scores(state, final_stage, source=source)
-  _write_eval(writer, total_steps, "final", final)
+  _write_eval(writer, total_steps, "final", final, evaluator.images(state, final_stage))
   reporting.console(f"final ({source.num_examples} images): {_format_scores(final)}")
   _save_final_outputs(workdir, state, final)
   manager.wait_until_finished()
