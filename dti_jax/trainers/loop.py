@@ -192,8 +192,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       stage = method.stage_at(config, step, steps_per_epoch)
       if stage != n_active:
         n_active = stage
-        reporting.console(f"step {step}: curriculum stage with {n_active} active module(s) "
-                          f"({config.model.transformation_sequence})")
+        active = config.model.transformation_sequence.split("_")[:n_active]
+        reporting.console(f"step {step}: curriculum stage {n_active}, active: {'+'.join(active)}")
       batch = partition.to_global({"image": host_batch["image"]}, mesh)
       state, metrics = step_fn(n_active)(state, batch)
       step += 1
@@ -224,7 +224,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         start = time.perf_counter()
         scores = evaluator.scores(state, n_active)
         _write_eval(writer, step, "eval", scores, evaluator.images(state, n_active))
-        reporting.console(f"eval @ step {step}: {_format_scores(scores)}")
+        reporting.console(f"eval @ step {step} ({progress.elapsed_minutes():.1f} min): "
+                          f"{_format_scores(scores)}")
         progress.pause(time.perf_counter() - start)
 
       if step % config.log.checkpoint_every_steps == 0 or step == total_steps:
@@ -237,7 +238,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   final_stage = method.stage_at(config, max(total_steps - 1, 0), steps_per_epoch)
   final = evaluator.scores(state, final_stage, source=source)
   _write_eval(writer, total_steps, "final", final, evaluator.images(state, final_stage))
-  reporting.console(f"final ({source.num_examples} images): {_format_scores(final)}")
+  reporting.console(f"final ({source.num_examples} images, "
+                    f"{progress.elapsed_minutes():.1f} min): {_format_scores(final)}")
   _save_final_outputs(workdir, state, final)
   manager.wait_until_finished()
   manager.close()

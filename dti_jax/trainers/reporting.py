@@ -7,8 +7,14 @@ from clu import metric_writers
 
 
 def create_writer(workdir: str) -> metric_writers.MetricWriter:
-  """TensorBoard + log writer on process 0, log-only elsewhere."""
-  return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() != 0)
+  """Asynchronous TensorBoard writer on process 0; other processes write nothing.
+
+  The console line of ``console`` already reports progress, so clu's logging writer
+  (which would repeat every scalar on stderr) is left out.
+  """
+  if jax.process_index() != 0:
+    return metric_writers.MultiWriter([])
+  return metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
 
 
 class Progress:
@@ -17,7 +23,12 @@ class Progress:
   def __init__(self, total_steps: int, first_step: int):
     self.total_steps = total_steps
     self._last_step, self._last_time = first_step, time.perf_counter()
+    self._start_time = self._last_time
     self._paused = 0.0
+
+  def elapsed_minutes(self) -> float:
+    """Wall time since this process started training (including evaluations)."""
+    return (time.perf_counter() - self._start_time) / 60.0
 
   def pause(self, seconds: float) -> None:
     """Excludes evaluation and checkpoint time from the training speed."""
