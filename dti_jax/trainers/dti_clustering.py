@@ -9,11 +9,9 @@ its bias-correction count starts when it first receives a gradient, as PyTorch's
 per-parameter step counts do. Only the transformer groups get the coupled L2 term.
 """
 
-import functools
 from typing import Any
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections

@@ -48,7 +48,11 @@ class Evaluator:
     self._eval_fns, self._recon_fns = {}, {}
     self.previous_clusters = None
     repl = partition.replicated(mesh)
-    probes = source.images[:config.log.num_probe_images].astype(np.float32) / 255.0
+    # Random probes, like the original's first images of the first shuffled batch
+    # (files are often sorted by label, so the first rows would all be one class).
+    picks = np.random.default_rng(config.seed).choice(
+        source.num_examples, min(config.log.num_probe_images, source.num_examples), replace=False)
+    probes = source.images[np.sort(picks)].astype(np.float32) / 255.0
     self.probes = jax.make_array_from_process_local_data(repl, probes)
 
   def _eval_fn(self, n_active):
