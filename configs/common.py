@@ -12,11 +12,14 @@ def dti_clustering_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.method = "dti_clustering"
   config.seed = 4321
+  config.eval_only = False            # evaluate the workdir's latest checkpoint, no training
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "mnist"          # see data_pipelines.load_source
   config.data.split = "train"
-  config.data.data_dir = ""           # tensorflow-datasets directory; "" = tfds default
+  config.data.data_dir = ""           # tfds directory or data folder; "" = the source's default
+  config.data.image_size = 0          # image folders: shorter side resized, centre crop; 0 = native
+  config.data.final_eval_split = ""   # split scored at the end; "" = the training split
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "dtikmeans"     # or "dtigmm"
@@ -61,3 +64,18 @@ def dti_clustering_config() -> ml_collections.ConfigDict:
   config.log.checkpoint_every_steps = 500
   config.log.num_probe_images = 4     # images whose transformed prototypes are shown
   return config
+
+
+def check_variant(config_name: str, variant: str, variants: tuple[str, ...]) -> None:
+  """One-line error for an unknown ``file.py:variant``."""
+  if variant not in variants:
+    raise ValueError(f"configs/{config_name}.py: unknown variant {variant!r}; one of {variants}")
+
+
+def set_intervals(config: ml_collections.ConfigDict, *, log: int, eval_every: int,
+                  check: int) -> None:
+  """The original's train_stat / val_stat / check_cluster intervals (iterations)."""
+  config.log.every_steps = log
+  config.eval.every_steps = eval_every
+  config.train.check_cluster_every_steps = check
+  config.log.checkpoint_every_steps = max(eval_every, 500)

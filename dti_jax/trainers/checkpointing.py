@@ -32,3 +32,11 @@ def restore_latest(manager: ocp.CheckpointManager, template: Any) -> tuple[Any, 
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
   return restored["state"], restored["meta"]
+
+
+def restore_meta(manager: ocp.CheckpointManager) -> dict | None:
+  """Only the JSON metadata of the latest checkpoint (step, stage, image shape), or None."""
+  step = manager.latest_step()
+  if step is None:
+    return None
+  return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]

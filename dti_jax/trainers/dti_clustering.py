@@ -115,11 +115,12 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array,
   if config.model.name == "dtigmm":
     clusters["sigmas"] = jnp.full_like(clusters["prototypes"], config.model.sigma_init)
     clusters["mixing_logits"] = jnp.ones((k,), jnp.float32)
-  params = {CLUSTER_GROUP: clusters, "predictor": variables["params"]}
+  # An identity-only sequence has no heads, hence no encoder: plain gradient k-means.
+  params = {CLUSTER_GROUP: clusters, "predictor": dict(variables.get("params", {}))}
   opt_states = {group: group_optimizer(config, group).init(tree)
                 for group, tree in _groups(params).items()}
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=variables["batch_stats"], opt_states=opt_states,
+                    batch_stats=dict(variables.get("batch_stats", {})), opt_states=opt_states,
                     proportion_sum=jnp.zeros((k,), jnp.float32),
                     proportion_batches=jnp.zeros((), jnp.float32))
 
@@ -283,6 +284,17 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
                                n_active, train=False)
   return {"cluster": jnp.argmin(distances, axis=1), "distance": jnp.min(distances, axis=1),
           "label": batch["label"], "valid": batch["_mask"]}
+
+
+def assign(state: TrainState, images: jax.Array, *, config: ml_collections.ConfigDict,
+           n_active: int) -> dict[str, jax.Array]:
+  """Cluster, distance and the assigned prototype warped to each image ([B, H, W, C])."""
+  distances, _, recon, _ = forward(config, state.params, state.batch_stats, images, n_active,
+                                   train=False)
+  cluster = jnp.argmin(distances, axis=1)
+  return {"cluster": cluster, "distance": jnp.min(distances, axis=1),
+          "reconstruction": jnp.take_along_axis(
+              recon, cluster[:, None, None, None, None], axis=1)[:, 0]}
 
 
 def reconstructions(state: TrainState, images: jax.Array, *,

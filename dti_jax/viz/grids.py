@@ -35,3 +35,10 @@ def save_png(path: str, image: np.ndarray) -> None:
   if pixels.shape[-1] == 1:
     pixels = pixels[..., 0]
   Image.fromarray(pixels).save(path)
+
+
+def save_gif(path: str, frames: list[np.ndarray], total_seconds: float = 10.0) -> None:
+  """Writes float [H, W, C] frames in [0, 1] as a looping GIF lasting ``total_seconds``."""
+  images = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in map(to_uint8, frames)]
+  duration = max(20, int(1000 * total_seconds / max(len(images), 1)))
+  images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)

@@ -1,0 +1,215 @@
+"""Readers for datasets distributed as files: USPS, affNIST, FRGC and image folders.
+
+Each reader returns host numpy arrays (images uint8 [N, H, W, C], labels int32 [N]);
+`sources.load_source` wraps them. Nothing here downloads: a missing file raises
+FileNotFoundError naming the exact path and the command that fetches it.
+"""
+
+import bz2
+import os
+
+import numpy as np
+from PIL import Image
+
+# Where each file-based source looks when no data directory is given.
+DEFAULT_DIRS = {
+    "usps": os.path.join("data", "usps"),
+    "affnist_test": os.path.join("data", "affnist"),
+    "frgc": os.path.join("data", "frgc"),
+}
+# libsvm files, as fetched by torchvision's USPS: 7,291 train and 2,007 test digits.
+USPS_FILES = {"train": "usps.bz2", "test": "usps.t.bz2"}
+AFFNIST_FILE = "affNIST_test.mat"
+FRGC_FILE = "data4torch.h5"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+_USPS_SIDE = 16
+_AFFNIST_SIDE = 40
+
+
+def _fetch_command(name: str, data_dir: str) -> str:
+  return f"`python scripts/download_data.py {name} --data_dir={data_dir}`"
+
+
+def _require_file(path: str, name: str, data_dir: str) -> None:
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"{name}: {path} not found; fetch it with {_fetch_command(name, data_dir)}")
+
+
+def read_usps(data_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """USPS digits: split "test" is the test file, any other split test then train.
+
+  Returns:
+    images uint8 [N, 16, 16, 1] and labels int32 [N] in 0..9.
+  """
+  parts = ("test",) if split == "test" else ("test", "train")
+  paths = [os.path.join(data_dir, USPS_FILES[part]) for part in parts]
+  for path in paths:
+    _require_file(path, "usps", data_dir)
+  images, labels = zip(*(parse_usps_file(path) for path in paths))
+  return np.concatenate(images), np.concatenate(labels)
+
+
+def parse_usps_file(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """Parses one libsvm USPS file: lines "label 1:v1 2:v2 ... 256:v256".
+
+  Labels 1..10 become 0..9. Values in [-1, 1] become uint8 as torchvision's USPS
+  does, truncating (v + 1) / 2 * 255 computed in float32 (0 -> 127, 1 -> 255), so
+  the pixels equal those the original trained on. Every line must list all 256
+  features in order (the USPS files are dense).
+
+  Returns:
+    images uint8 [N, 16, 16, 1] and labels int32 [N].
+  """
+  expected_indices = [str(i) for i in range(1, _USPS_SIDE * _USPS_SIDE + 1)]
+  labels, rows = [], []
+  with bz2.open(path, "rt") as f:
+    for line_number, line in enumerate(f, start=1):
+      tokens = line.split()
+      if not tokens:
+        continue
+      pairs = [token.partition(":") for token in tokens[1:]]
+      if [index for index, _, _ in pairs] != expected_indices:
+        raise ValueError(f"{path} line {line_number}: expected features 1:..256: in "
+                         f"order, got {len(pairs)} features")
+      labels.append(int(tokens[0]))
+      rows.append([value for _, _, value in pairs])
+  if not rows:
+    raise ValueError(f"{path}: no examples")
+  values = np.asarray(rows, dtype=np.float32)
+  labels = np.asarray(labels, dtype=np.int64)
+  if values.min() < -1 or values.max() > 1:
+    raise ValueError(f"{path}: pixel values outside [-1, 1] "
+                     f"({values.min()}..{values.max()})")
+  if labels.min() < 1 or labels.max() > 10:
+    raise ValueError(f"{path}: labels outside 1..10 ({labels.min()}..{labels.max()})")
+  pixels = ((values + 1) / 2 * 255).astype(np.uint8)
+  return (pixels.reshape(-1, _USPS_SIDE, _USPS_SIDE, 1),
+          (labels - 1).astype(np.int32))
+
+
+def read_affnist(data_dir: str) -> tuple[np.ndarray, np.ndarray]:
+  """affNIST test set: struct `affNISTdata` with `image` (1600 x N) and `label_int`.
+
+  As the original, column n of `image` is image n, reshaped row-major to 40x40.
+  Whether this gives the digits in MNIST's orientation (rather than transposed,
+  had the file been written column-major) is unverified; clustering scores do not
+  depend on it, prototype pictures do.
+
+  Returns:
+    images uint8 [N, 40, 40, 1] and labels int32 [N] in 0..9.
+  """
+  import scipy.io  # Imported here: only this source needs it.
+
+  path = os.path.join(data_dir, AFFNIST_FILE)
+  _require_file(path, "affnist_test", data_dir)
+  mat = scipy.io.loadmat(path)  # A MATLAB struct loads as a [1, 1] record array.
+  if "affNISTdata" not in mat:
+    raise ValueError(f"{path}: no variable 'affNISTdata' "
+                     f"(has {sorted(k for k in mat if not k.startswith('__'))})")
+  record = mat["affNISTdata"]
+  fields = record.dtype.names or ()
+  if "image" not in fields or "label_int" not in fields:
+    raise ValueError(f"{path}: affNISTdata needs fields image and label_int, has {fields}")
+  image = np.asarray(record["image"][0, 0])
+  labels = np.asarray(record["label_int"][0, 0]).reshape(-1)
+  if image.ndim != 2 or image.shape[0] != _AFFNIST_SIDE ** 2:
+    raise ValueError(f"{path}: affNISTdata.image must be 1600 x N, got {image.shape}")
+  if len(labels) != image.shape[1]:
+    raise ValueError(f"{path}: {len(labels)} labels for {image.shape[1]} images")
+  images = _to_uint8(image, path, "affNISTdata.image")
+  images = np.ascontiguousarray(images.T).reshape(-1, _AFFNIST_SIDE, _AFFNIST_SIDE, 1)
+  return images, labels.astype(np.int32)
+
+
+def read_frgc(data_dir: str) -> tuple[np.ndarray, np.ndarray, int]:
+  """FRGC faces from JULE's `data4torch.h5`: datasets `data` and `labels`.
+
+  `data` is stored channels-first; as the original, axes 1 and 3 are swapped to
+  get channels-last ([N, C, A, B] -> [N, B, A, C]) with no further transpose.
+  Labels are mapped to 0..n-1 in sorted order; the original maps them to 1..n and
+  subtracts 1, which is the same.
+
+  Returns:
+    images uint8 [N, H, W, C], labels int32 [N] and the number of classes n.
+  """
+  import h5py  # Imported here: only this source needs it.
+
+  path = os.path.join(data_dir, FRGC_FILE)
+  _require_file(path, "frgc", data_dir)
+  with h5py.File(path, "r") as f:
+    missing = [key for key in ("data", "labels") if key not in f]
+    if missing:
+      raise ValueError(f"{path}: missing datasets {missing} (has {sorted(f.keys())})")
+    data, labels = f["data"][()], f["labels"][()]
+  labels = np.asarray(labels).reshape(-1)
+  if data.ndim != 4 or len(labels) != data.shape[0]:
+    raise ValueError(f"{path}: expected 4-d data [N, C, A, B] and N labels, got "
+                     f"{data.shape} and {labels.shape}")
+  images = np.ascontiguousarray(_to_uint8(data, path, "data").swapaxes(1, 3))
+  classes, consecutive = np.unique(labels, return_inverse=True)
+  return images, consecutive.reshape(-1).astype(np.int32), len(classes)
+
+
+def read_image_folder(folder: str, image_size: int) -> np.ndarray:
+  """All images directly in `folder`, sorted by path, as RGB size x size crops.
+
+  Files with other extensions and subfolders are skipped, as the original does.
+  Each image is resized so that its shorter side is `image_size` (PIL bilinear;
+  smaller images are upscaled) and centre-cropped, as torchvision's
+  `Resize(size)` then `CenterCrop(size)`.
+
+  Returns:
+    uint8 [N, image_size, image_size, 3].
+  """
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(
+        f"image_folder: {folder} not found; see the expected layout with "
+        f"{_fetch_command('image_folder', folder)}")
+  paths = sorted(
+      os.path.join(folder, entry) for entry in os.listdir(folder)
+      if entry.lower().endswith(IMAGE_EXTENSIONS)
+      and os.path.isfile(os.path.join(folder, entry)))
+  if not paths:
+    raise ValueError(f"image_folder: no {'/'.join(IMAGE_EXTENSIONS)} images in {folder}")
+  images = np.empty((len(paths), image_size, image_size, 3), np.uint8)
+  for i, path in enumerate(paths):
+    try:
+      with Image.open(path) as image:
+        images[i] = resize_and_center_crop(image.convert("RGB"), image_size)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+      reason = str(error).splitlines()[0] if str(error) else ""
+      raise ValueError(f"image_folder: cannot read image {path} "
+                       f"({type(error).__name__}: {reason})") from error
+  return images
+
+
+def resize_and_center_crop(image: Image.Image, size: int) -> np.ndarray:
+  """torchvision `Resize(size)` (PIL bilinear) then `CenterCrop(size)`.
+
+  The shorter side becomes `size`, the longer int(size * long / short); the crop
+  offset is round((extent - size) / 2) with Python's round, as torchvision's.
+
+  Returns:
+    uint8 [size, size, C].
+  """
+  width, height = image.size
+  if width <= height:
+    new_size = (size, int(size * height / width))
+  else:
+    new_size = (int(size * width / height), size)
+  if new_size != image.size:
+    image = image.resize(new_size, Image.Resampling.BILINEAR)
+  left = int(round((new_size[0] - size) / 2.0))
+  top = int(round((new_size[1] - size) / 2.0))
+  return np.asarray(image.crop((left, top, left + size, top + size)))
+
+
+def _to_uint8(array: np.ndarray, path: str, what: str) -> np.ndarray:
+  """Casts to uint8, refusing values outside 0..255 (the original casts unchecked)."""
+  if array.dtype == np.uint8:
+    return array
+  if array.size and (not np.isfinite(array).all() or array.min() < 0 or array.max() > 255):
+    raise ValueError(f"{path}: {what} values outside 0..255 ({array.dtype})")
+  return array.astype(np.uint8)

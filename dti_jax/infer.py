@@ -1,0 +1,123 @@
+"""Assigns new images to the prototypes of a trained workdir.
+
+  python -m dti_jax.infer --workdir=workdirs/mnist5k --images='photos/*.png' --out=results.csv
+
+Writes one CSV row per image (path, cluster, distance, reconstruction) and, for each,
+the assigned prototype warped to it as PNG in ``<out stem>_reconstructions/``. Images
+are converted to the model's channel count and resized to its input size by the
+config's preprocessing. An unreadable image gets a one-line error on stderr naming
+the file; the others are still processed (exit status 1 if any failed).
+"""
+
+import csv
+import functools
+import glob
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A trained workdir (config.json + checkpoints).")
+_IMAGES = flags.DEFINE_string("images", None, "A folder of images or a glob pattern.")
+_OUT = flags.DEFINE_string("out", "results.csv", "CSV file to write.")
+_BATCH = flags.DEFINE_integer("batch_size", 64, "Images per forward pass.")
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def list_images(pattern: str) -> list[str]:
+  """Image files of a folder (sorted) or of a glob pattern."""
+  if os.path.isdir(pattern):
+    paths = [os.path.join(pattern, n) for n in os.listdir(pattern)]
+  else:
+    paths = glob.glob(pattern)
+  return sorted(p for p in paths if p.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(p))
+
+
+def read_image(path: str, image_shape: tuple[int, int, int], crop_size: int):
+  """[H, W, C] float32 in [0, 1]: grey or RGB as the model, resized as the config's data.
+
+  With ``crop_size`` (photo collections) the shorter side is resized to it and the
+  centre cropped, as in training; otherwise the image is resized to H x W (bilinear).
+  """
+  import numpy as np
+  from PIL import Image
+
+  height, width, channels = image_shape
+  with Image.open(path) as image:
+    image = image.convert("L" if channels == 1 else "RGB")
+    if crop_size:
+      scale = crop_size / min(image.size)
+      image = image.resize((max(crop_size, round(image.size[0] * scale)),
+                            max(crop_size, round(image.size[1] * scale))), Image.BILINEAR)
+      left, top = (image.size[0] - crop_size) // 2, (image.size[1] - crop_size) // 2
+      image = image.crop((left, top, left + crop_size, top + crop_size))
+    if image.size != (width, height):
+      image = image.resize((width, height), Image.BILINEAR)
+    pixels = np.asarray(image, np.float32) / 255.0
+  return pixels.reshape(height, width, channels)
+
+
+def main(argv):
+  del argv
+  if not _WORKDIR.value or not _IMAGES.value:
+    sys.exit("error: --workdir and --images are required")
+  import jax
+  import ml_collections
+  import numpy as np
+
+  from dti_jax.trainers import checkpointing, dti_clustering
+  from dti_jax.viz import grids
+
+  config_path = os.path.join(_WORKDIR.value, "config.json")
+  if not os.path.exists(config_path):
+    sys.exit(f"error: {config_path} not found: --workdir must be a trained workdir")
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  manager = checkpointing.create_manager(_WORKDIR.value)
+  meta = checkpointing.restore_meta(manager)
+  if meta is None:
+    sys.exit(f"error: no checkpoint in {os.path.join(_WORKDIR.value, 'checkpoints')}")
+  shape, n_active = tuple(meta["image_shape"]), meta["n_active"]
+  template = dti_clustering.create_state(
+      config, jax.random.key(0), np.zeros((config.model.n_prototypes,) + shape, np.float32))
+  state, _ = checkpointing.restore_latest(manager, template)
+  manager.close()
+
+  paths = list_images(_IMAGES.value)
+  if not paths:
+    sys.exit(f"error: no image files match --images={_IMAGES.value}")
+  recon_dir = os.path.splitext(_OUT.value)[0] + "_reconstructions"
+  os.makedirs(recon_dir, exist_ok=True)
+  eval_fn = jax.jit(functools.partial(dti_clustering.assign, config=config, n_active=n_active))
+  failures, rows = 0, []
+  for start in range(0, len(paths), _BATCH.value):
+    batch_paths, images = [], []
+    for path in paths[start:start + _BATCH.value]:
+      try:
+        images.append(read_image(path, shape, config.data.image_size))
+        batch_paths.append(path)
+      except Exception as error:  # one unreadable file must not stop the others
+        failures += 1
+        print(f"error: cannot read image {path}: {' '.join(str(error).split())}", file=sys.stderr)
+    if not images:
+      continue
+    out = jax.device_get(eval_fn(state, np.stack(images)))
+    for i, path in enumerate(batch_paths):
+      cluster = int(out["cluster"][i])
+      recon_path = os.path.join(recon_dir, f"{start + i:06d}_cluster{cluster}.png")
+      grids.save_png(recon_path, out["reconstruction"][i])
+      rows.append((path, cluster, float(out["distance"][i]), recon_path))
+  with open(_OUT.value, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["path", "cluster", "distance", "reconstruction"])
+    writer.writerows(rows)
+  print(f"{len(rows)} image(s) assigned -> {_OUT.value}; {failures} unreadable")
+  if failures:
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,131 @@
+"""Fetches a dataset into the directory `data_pipelines.load_source` reads it from.
+
+  python scripts/download_data.py NAME [--data_dir DIR]
+
+tfds sets are prepared with tensorflow-datasets (DIR: the tfds data directory,
+default ~/tensorflow_datasets); usps, affnist_test and frgc are downloaded into DIR
+(default data/usps, data/affnist, data/frgc); for the image collections the script
+prints where they come from and the folder layout expected.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import urllib.request
+import zipfile
+
+_TFDS_NAMES = {"mnist": "mnist", "mnist_1k": "mnist", "mnist_color": "mnist",
+               "fashion_mnist": "fashion_mnist", "svhn": "svhn_cropped"}
+# Must match data_pipelines.files.DEFAULT_DIRS (checked by a test).
+DEFAULT_DIRS = {"usps": os.path.join("data", "usps"),
+                "affnist_test": os.path.join("data", "affnist"),
+                "frgc": os.path.join("data", "frgc")}
+_USPS_URL = "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass/"
+_USPS_FILES = ("usps.bz2", "usps.t.bz2")
+_AFFNIST_URL = "https://www.cs.toronto.edu/~tijmen/affNIST/32x/transformed/test.mat.zip"
+_AFFNIST_FILE = "affNIST_test.mat"
+_FRGC_URL = ("https://raw.githubusercontent.com/XifengGuo/JULE-Torch/master/datasets/FRGC/"
+             "data4torch.h5")
+_FRGC_FILE = "data4torch.h5"
+_FOLDER_NAMES = ("image_folder", "instagram", "megadepth")
+NAMES = tuple(_TFDS_NAMES) + tuple(DEFAULT_DIRS) + _FOLDER_NAMES
+
+
+def _download(url: str, path: str) -> None:
+  if os.path.exists(path):
+    print(f"{path} exists, skipped")
+    return
+  print(f"downloading {url} -> {path}")
+  partial = path + ".part"
+  with urllib.request.urlopen(url) as response, open(partial, "wb") as f:
+    shutil.copyfileobj(response, f)
+  os.replace(partial, path)
+
+
+def _prepare_tfds(name: str, data_dir: str | None) -> None:
+  import tensorflow_datasets as tfds  # Imported here: slow, only these sets need it.
+
+  tfds_name = _TFDS_NAMES[name]
+  builder = tfds.builder(tfds_name, data_dir=data_dir)
+  print(f"preparing tfds {tfds_name!r} in {builder.data_dir_root} (for {name})")
+  builder.download_and_prepare()
+  print(f"done: load_source({name!r}, data_dir={builder.data_dir_root!r})")
+
+
+def _fetch_usps(data_dir: str) -> None:
+  os.makedirs(data_dir, exist_ok=True)
+  for filename in _USPS_FILES:
+    _download(_USPS_URL + filename, os.path.join(data_dir, filename))
+
+
+def _fetch_affnist(data_dir: str) -> None:
+  target = os.path.join(data_dir, _AFFNIST_FILE)
+  print(f"affNIST test set (32x 'transformed', 320,000 40x40 digits) from {_AFFNIST_URL}; "
+        f"the loader reads {target}")
+  if os.path.exists(target):
+    print(f"{target} exists, skipped")
+    return
+  os.makedirs(data_dir, exist_ok=True)
+  archive = os.path.join(data_dir, "test.mat.zip")
+  _download(_AFFNIST_URL, archive)
+  with zipfile.ZipFile(archive) as zipped:
+    members = [m for m in zipped.namelist() if m.endswith(".mat")]
+    if len(members) != 1:
+      raise SystemExit(f"{archive}: expected one .mat file, found {zipped.namelist()}; "
+                       f"unzip it by hand to {target}")
+    print(f"extracting {members[0]} -> {target}")
+    with zipped.open(members[0]) as source, open(target + ".part", "wb") as f:
+      shutil.copyfileobj(source, f)
+  os.replace(target + ".part", target)
+
+
+def _fetch_frgc(data_dir: str) -> None:
+  target = os.path.join(data_dir, _FRGC_FILE)
+  print(f"FRGC (2,462 32x32 colour faces of 20 subjects) as prepared by JULE-Torch "
+        f"(datasets/FRGC/data4torch.h5) from {_FRGC_URL}; the loader reads {target}")
+  os.makedirs(data_dir, exist_ok=True)
+  _download(_FRGC_URL, target)
+  with open(target, "rb") as f:
+    signature = f.read(8)
+  if signature != b"\x89HDF\r\n\x1a\n":
+    os.remove(target)
+    raise SystemExit(f"{_FRGC_URL} did not return an HDF5 file (removed it); get "
+                     f"data4torch.h5 from the JULE-Torch repository by hand and place "
+                     f"it at {target}")
+
+
+def _explain_image_folder(name: str, data_dir: str | None) -> None:
+  print(f"{name}: image collections are not fetched by this script (their images are "
+        "not redistributed with this code).")
+  print("Instagram (#santaphoto): the collection the DTI-Clustering authors link from "
+        "github.com/monniert/dti-clustering (README), or scrape your own hashtag.")
+  print("MegaDepth (firenze): landmark images from https://www.cs.cornell.edu/projects/"
+        "megadepth/ (e.g. Florence Cathedral).")
+  print("Layout: <root>/<tag>/train/*.{png,jpg,jpeg,bmp,gif,webp} (only files directly "
+        "in that folder), e.g. data/megadepth/firenze/train; pass the folder as "
+        "--config.data.data_dir and the crop side as --config.data.image_size"
+        + (f" (here: {data_dir})" if data_dir else ""))
+
+
+def main(argv: list[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("name", help=f"one of: {', '.join(NAMES)}")
+  parser.add_argument("--data_dir", default=None,
+                      help="tfds data directory or the folder the loader reads")
+  args = parser.parse_args(argv)
+  if args.name not in NAMES:
+    raise SystemExit(f"download_data.py: unknown dataset {args.name!r}; valid names: "
+                     f"{', '.join(NAMES)}")
+  if args.name in _TFDS_NAMES:
+    _prepare_tfds(args.name, args.data_dir)
+  elif args.name in _FOLDER_NAMES:
+    _explain_image_folder(args.name, args.data_dir)
+  else:
+    data_dir = args.data_dir or DEFAULT_DIRS[args.name]
+    {"usps": _fetch_usps, "affnist_test": _fetch_affnist,
+     "frgc": _fetch_frgc}[args.name](data_dir)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

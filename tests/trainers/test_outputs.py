@@ -1,0 +1,113 @@
+"""What a finished run leaves behind, evaluation of a checkpoint, inference, multi-seed tables."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import data_pipelines
+from configs import digits
+from dti_jax.trainers import loop
+from scripts import multi_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _short_digits_config():
+  config = digits.get_config()
+  config.train.num_epochs = 3
+  config.train.curriculum_epochs = (1, 1, 2)   # colour+affine after 1 epoch, TPS after 2
+  config.eval.every_steps = 28
+  config.log.checkpoint_every_steps = 28
+  return config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("digits")
+  final = loop.train_and_evaluate(_short_digits_config(), str(workdir), num_devices=1)
+  return workdir, final
+
+
+def test_run_writes_pictures_gifs_cluster_examples_and_sizes(trained):
+  workdir, final = trained
+  frames = sorted(p for p in os.listdir(workdir / "images") if p.startswith("prototypes_0"))
+  assert len(frames) == 3  # evaluations at steps 28 and 56, plus the final one at 84
+  with Image.open(workdir / "prototypes.gif") as gif:
+    assert gif.n_frames == 3
+  steps = np.asarray(Image.open(workdir / "images" / "transformation_steps_00000084.png"))
+  # Rows: input, assigned prototype, then one column per active module after identity.
+  assert steps.shape[1] == (5 * 8 + 6) * 8  # 5 columns of 8x8 with 1px gaps, upscaled x8
+  sizes = np.loadtxt(workdir / "cluster_sizes.tsv", skiprows=1)
+  np.testing.assert_allclose(sizes[:, 1].sum(), 1.0, atol=1e-5)
+  np.testing.assert_allclose(sizes[:, 1], final["proportions"], atol=1e-6)
+  filled = [k for k in range(10) if final["proportions"][k] > 0]
+  for k in filled:
+    names = os.listdir(workdir / "clusters" / f"cluster{k}")
+    assert {"top0_raw.png", "top0_tsf.png", "random0_raw.png", "random0_tsf.png"} <= set(names)
+
+
+def test_eval_only_scores_the_checkpoint_without_training(trained, tmp_path):
+  workdir, final = trained
+  config = _short_digits_config()
+  config.eval_only = True
+  again = loop.train_and_evaluate(config, str(workdir), num_devices=1)
+  for name in ("acc", "nmi", "ari", "loss"):
+    assert again[name] == pytest.approx(final[name], abs=1e-6)
+  with pytest.raises(FileNotFoundError, match="config.eval_only=True"):
+    loop.train_and_evaluate(config, str(tmp_path / "empty"), num_devices=1)
+
+
+def test_infer_assigns_new_images_and_reports_unreadable_ones(trained, tmp_path):
+  workdir, _ = trained
+  source = data_pipelines.load_source("digits_embedded")
+  folder = tmp_path / "new"
+  folder.mkdir()
+  for i in range(3):
+    Image.fromarray(source.images[i, ..., 0]).save(folder / f"digit{i}.png")
+  # A colour image of another size is converted and resized like the training data.
+  big = np.repeat(np.repeat(source.images[3], 4, axis=0), 4, axis=1)
+  Image.fromarray(np.repeat(big, 3, axis=-1)).save(folder / "digit3_rgb_32px.png")
+  (folder / "broken.png").write_bytes(b"not an image")
+  out = tmp_path / "results.csv"
+  result = subprocess.run([sys.executable, "-m", "dti_jax.infer", f"--workdir={workdir}",
+                           f"--images={folder}", f"--out={out}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "broken.png" in errors[0]
+  with open(out) as f:
+    rows = list(csv.DictReader(f))
+  assert [os.path.basename(r["path"]) for r in rows] == [
+      "digit0.png", "digit1.png", "digit2.png", "digit3_rgb_32px.png"]
+  for row in rows:
+    assert 0 <= int(row["cluster"]) < 10 and float(row["distance"]) >= 0
+    assert os.path.exists(row["reconstruction"])
+  scores = json.loads((workdir / "final_scores.json").read_text())
+  assert scores["proportions"][int(rows[0]["cluster"])] > 0
+
+
+def test_multi_run_table_has_mean_std_and_lowest_loss_rows():
+  results = {1: {"acc": 0.9, "nmi": 0.8, "ari": 0.7, "loss": 0.02},
+             2: {"acc": 0.7, "nmi": 0.6, "ari": 0.5, "loss": 0.01}}
+  table = multi_run.markdown_table(results).splitlines()
+  assert table[0] == "| run | acc | nmi | ari | loss |"
+  assert table[4] == "| mean ± std | 80.0 ± 10.0 | 70.0 ± 10.0 | 60.0 ± 10.0 | 0.0150 ± 0.0050 |"
+  assert table[5].startswith("| lowest loss (seed 2) | 70.0 |")
+
+
+def test_multi_run_trains_each_seed(tmp_path):
+  args = ["--config=configs/digits.py", "--seeds=2", f"--workdir={tmp_path}",
+          "--config.train.num_epochs=1", "--config.model.transformation_sequence=identity",
+          "--config.train.curriculum_epochs=()"]
+  result = subprocess.run([sys.executable, "scripts/multi_run.py", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stdout[-1500:] + result.stderr[-1500:]
+  assert "| seed 1 |" in result.stdout and "| seed 2 |" in result.stdout
+  finals = [json.loads((tmp_path / f"seed_{s}" / "final_scores.json").read_text()) for s in (1, 2)]
+  assert finals[0]["loss"] != finals[1]["loss"]  # different seeds, different runs
