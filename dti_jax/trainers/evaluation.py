@@ -108,9 +108,14 @@ class Evaluator:
       steps.append(partial[np.arange(len(probes)), assigned])
     steps = np.stack(steps, axis=1).reshape((-1,) + protos.shape[1:])
     scale = max(1, 64 // protos.shape[1])
-    return {"prototypes": grids.upscale(grids.make_grid(protos, k), scale),
-            "transformed_prototypes": grids.upscale(grids.make_grid(rows, k + 1), scale),
-            "transformation_steps": grids.upscale(grids.make_grid(steps, n_active + 1), scale)}
+    images = {"prototypes": grids.upscale(grids.make_grid(protos, k), scale),
+              "transformed_prototypes": grids.upscale(grids.make_grid(rows, k + 1), scale),
+              "transformation_steps": grids.upscale(grids.make_grid(steps, n_active + 1), scale)}
+    clusters = state.params["clusters"]
+    if "sigmas" in clusters:  # DTI-GMM: variance maps s^2 + v_min, scaled by their maximum
+      variances = np.asarray(jax.device_get(clusters["sigmas"])) ** 2 + self.config.model.var_min
+      images["variances"] = grids.upscale(grids.make_grid(variances / variances.max(), k), scale)
+    return images
 
   def cluster_examples(self, state, n_active: int, source, assigned: dict[str, np.ndarray],
                        per_cluster: int = 5) -> dict[int, dict[str, np.ndarray]]:

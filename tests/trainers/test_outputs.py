@@ -111,3 +111,14 @@ def test_multi_run_trains_each_seed(tmp_path):
   assert "| seed 1 |" in result.stdout and "| seed 2 |" in result.stdout
   finals = [json.loads((tmp_path / f"seed_{s}" / "final_scores.json").read_text()) for s in (1, 2)]
   assert finals[0]["loss"] != finals[1]["loss"]  # different seeds, different runs
+
+
+def test_gmm_run_learns_and_shows_its_variance_maps(tmp_path):
+  config = _short_digits_config()
+  config.model.name = "dtigmm"
+  config.train.num_epochs = 2
+  config.train.curriculum_epochs = (1, 1, 1)
+  final = loop.train_and_evaluate(config, str(tmp_path), num_devices=1)
+  variances = np.asarray(Image.open(tmp_path / "images" / "variances_00000056.png"), np.float32)
+  assert variances.max() == 255 and variances.min() < variances.max()
+  assert final["nmi"] > 0.3 and np.isfinite(final["loss"])
