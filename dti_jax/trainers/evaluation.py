@@ -215,4 +215,5 @@ def examples_grid(examples: dict[int, dict[str, np.ndarray]], prototypes: np.nda
       for raw, tsf in zip(examples[k]["top_raw"], examples[k]["top_tsf"]):
         row += [raw, tsf]
     rows += row + [blank] * (width - len(row))
-  return grids.make_grid(np.stack(rows), width)
+  scale = max(1, 64 // prototypes.shape[1])
+  return grids.upscale(grids.make_grid(np.stack(rows), width), scale)
