@@ -10,6 +10,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "dti_jax/transforms": ("dti_jax.trainers", "dti_jax.models", "dti_jax.nets", "dti_jax.main",
                            "dti_jax.metrics", "dti_jax.viz", "data_pipelines", "configs"),
+    "dti_jax/ops": ("dti_jax.trainers", "dti_jax.models", "dti_jax.nets", "dti_jax.main",
+                    "dti_jax.metrics", "dti_jax.viz", "data_pipelines", "configs"),
     "dti_jax/nets": ("dti_jax.trainers", "dti_jax.models", "dti_jax.main", "data_pipelines",
                      "configs"),
     "dti_jax/models": ("dti_jax.trainers", "dti_jax.main", "data_pipelines", "configs"),
