@@ -1,0 +1,62 @@
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+
+from dti_jax.models import dti_sprites
+from dti_jax.ops import compositing
+
+
+def _sprites(num_sprites=4, size=8, seed=0):
+  """Distinct solid squares at distinct places: colours [K, H, W, 3], alphas [K, H, W, 1]."""
+  rng = np.random.default_rng(seed)
+  colours = np.zeros((num_sprites, size, size, 3), np.float32)
+  alphas = np.zeros((num_sprites, size, size, 1), np.float32)
+  for k in range(num_sprites):
+    top, left = divmod(k, 2)
+    alphas[k, 4 * top:4 * top + 3, 4 * left:4 * left + 3] = 1
+    colours[k] = rng.random(3)
+  return colours, alphas
+
+
+def test_greedy_recovers_the_sprites_that_made_the_image():
+  colours, alphas = _sprites()
+  layers = 2
+  colours_l = np.broadcast_to(colours, (layers,) + colours.shape)
+  alphas_l = np.broadcast_to(alphas, (layers,) + alphas.shape)
+  background = np.full((8, 8, 3), 0.2, np.float32)
+  occlusion = compositing.fixed_occlusion(layers + 1)
+  for truth in itertools.permutations(range(4), layers):
+    onehot = np.eye(4, dtype=np.float32)[list(truth)]
+    image = dti_sprites.compose_selection(onehot, colours_l, alphas_l, background, occlusion)
+    chosen = dti_sprites.greedy_selection(
+        image, colours_l, alphas_l, background, occlusion, iterations=2,
+        candidates=jnp.ones(4, bool), penalties=jnp.zeros(4))
+    assert sorted(np.argmax(chosen, axis=1).tolist()) == sorted(truth)
+    np.testing.assert_allclose(
+        dti_sprites.compose_selection(chosen, colours_l, alphas_l, background, occlusion),
+        image, atol=1e-6)
+
+
+def test_candidates_and_empty_penalty():
+  colours, alphas = _sprites()
+  colours[3], alphas[3] = 0, 0           # the empty sprite, last index
+  colours_l, alphas_l = colours[None], alphas[None]
+  background = np.zeros((8, 8, 3), np.float32)
+  occlusion = compositing.fixed_occlusion(2)
+  colours[0] = 0  # a black sprite on black explains the image as well as the empty one
+  colours_l = colours[None]
+  image = background
+  tie = dti_sprites.greedy_selection(image, colours_l, alphas_l, background, occlusion,
+                                     iterations=1, candidates=jnp.ones(4, bool),
+                                     penalties=jnp.zeros(4))
+  assert int(np.argmax(tie[0])) == 0  # ties go to the first index
+  penalties = jnp.array([1e-4, 1e-4, 1e-4, 0.0])  # lambda_empty on every non-empty sprite
+  chosen = dti_sprites.greedy_selection(image, colours_l, alphas_l, background, occlusion,
+                                        iterations=1, candidates=jnp.ones(4, bool),
+                                        penalties=penalties)
+  assert int(np.argmax(chosen[0])) == 3
+  frozen = jnp.array([True, True, True, False])  # the empty sprite is not a candidate
+  chosen = dti_sprites.greedy_selection(image, colours_l, alphas_l, background, occlusion,
+                                        iterations=1, candidates=frozen, penalties=penalties)
+  assert int(np.argmax(chosen[0])) != 3
