@@ -54,10 +54,27 @@ class BasicBlock(nn.Module):
     return nn.relu(y + x)
 
 
+def adaptive_average_pool(x: jax.Array, grid: int) -> jax.Array:
+  """AdaptiveAvgPool2d to grid x grid, flattened channel-major like PyTorch: [B, C*g*g].
+
+  Only exact divisions are supported (every configuration of the originals divides
+  its feature map exactly).
+  """
+  batch, height, width, channels = x.shape
+  if height % grid or width % grid:
+    raise ValueError(f"feature map {height}x{width} is not divisible by the pool grid {grid}")
+  pooled = x.reshape(batch, grid, height // grid, grid, width // grid, channels).mean(axis=(2, 4))
+  return jnp.transpose(pooled, (0, 3, 1, 2)).reshape(batch, -1)
+
+
 class ResNet20(nn.Module):
-  """CIFAR ResNet-20 feature extractor: [B, H, W, C] -> [B, 64]."""
+  """CIFAR ResNet feature extractor: [B, H, W, C] -> [B, 64 * pool_grid**2].
+
+  3 blocks per stage is ResNet-20 (DTI-Clustering), 5 is ResNet-32 (DTI-Sprites).
+  """
 
   blocks_per_stage: int = 3
+  pool_grid: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -68,7 +85,7 @@ class ResNet20(nn.Module):
       for block in range(self.blocks_per_stage):
         stride = 2 if stage > 0 and block == 0 else 1
         x = BasicBlock(features, stride, "option_a", _kaiming_fan_in)(x, train)
-    return jnp.mean(x, axis=(1, 2))
+    return adaptive_average_pool(x, self.pool_grid)
 
 
 class ResNet18(nn.Module):
@@ -87,7 +104,9 @@ class ResNet18(nn.Module):
     return jnp.mean(x, axis=(1, 2))
 
 
-ENCODERS = {"resnet20": (ResNet20, 64), "resnet18": (ResNet18, 512)}
+ResNet32 = functools.partial(ResNet20, blocks_per_stage=5)
+
+ENCODERS = {"resnet20": (ResNet20, 64), "resnet32": (ResNet32, 64), "resnet18": (ResNet18, 512)}
 
 
 def create_encoder(name: str) -> tuple[nn.Module, int]:

@@ -45,3 +45,18 @@ def test_batchnorm_train_mode_updates_running_stats_with_pytorch_momentum():
   np.testing.assert_allclose(first_bn["mean"], 0.1 * conv.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6)
   with pytest.raises(ValueError, match="config.model.encoder"):
     resnet.create_encoder("resnet_20")
+
+
+def test_resnet32_has_five_blocks_per_stage_and_pools_channel_major():
+  net = resnet.ResNet32(pool_grid=4)
+  x = jax.random.uniform(jax.random.key(2), (2, 64, 64, 3))
+  variables = net.init(jax.random.key(0), x, train=False)
+  blocks = [name for name in variables["params"] if name.startswith("BasicBlock")]
+  assert len(blocks) == 15
+  out = net.apply(variables, x, train=False)
+  assert out.shape == (2, 64 * 16)
+  # Channel-major flattening: entry c * 16 + (i * 4 + j) is the mean of cell (i, j) of channel c.
+  feature_map = jnp.arange(2 * 8 * 8 * 3, dtype=jnp.float32).reshape(2, 8, 8, 3)
+  pooled = resnet.adaptive_average_pool(feature_map, 4)
+  np.testing.assert_allclose(pooled[0, 1 * 16 + 2 * 4 + 3],
+                             feature_map[0, 4:6, 6:8, 1].mean(), rtol=1e-6)
