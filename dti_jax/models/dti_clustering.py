@@ -12,7 +12,6 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from dti_jax import transforms
 from dti_jax.nets import resnet
@@ -82,14 +81,6 @@ class TransformationPredictor(nn.Module):
       else:
         params.append(jnp.zeros((batch, self.n_prototypes, size), images.dtype))
     return tuple(params)
-
-
-def gaussian_weights(height: int, width: int, std: float) -> np.ndarray:
-  """Separable Gaussian pixel weights w[i, j] = g(i) g(j), not normalised ([H, W, 1], float32)."""
-  def g(n):
-    x = np.arange(n, dtype=np.float64)
-    return np.exp(-0.5 * ((x - (n - 1) / 2) / std) ** 2)
-  return np.outer(g(height), g(width))[..., None].astype(np.float32)
 
 
 def kmeans_distances(images: jax.Array, reconstructions: jax.Array,

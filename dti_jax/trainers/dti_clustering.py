@@ -20,6 +20,7 @@ import optax
 
 from dti_jax import transforms
 from dti_jax.models import dti_clustering as model_lib
+from dti_jax.ops import gaussian
 
 MODELS = ("dtikmeans", "dtigmm")
 CLUSTER_GROUP = "clusters"
@@ -145,7 +146,7 @@ def active_groups(spec: transforms.TransformSpec, n_active: int) -> tuple[str, .
 def _pixel_weights(config, height, width):
   if not config.model.gaussian_weights:
     return None
-  return jnp.asarray(model_lib.gaussian_weights(height, width, config.model.gaussian_weights_std))
+  return jnp.asarray(gaussian.gaussian_map(height, width, config.model.gaussian_weights_std))
 
 
 def forward(config: ml_collections.ConfigDict, params: dict[str, Any], batch_stats,

@@ -4,6 +4,7 @@ import numpy as np
 from scipy import stats
 
 from dti_jax.models import dti_clustering as model_lib
+from dti_jax.ops import gaussian
 
 
 def test_kmeans_distances_are_per_pixel_means_and_loss_is_mean_min():
@@ -17,7 +18,7 @@ def test_kmeans_distances_are_per_pixel_means_and_loss_is_mean_min():
 
 
 def test_gaussian_weights_match_the_original_values():
-  w = model_lib.gaussian_weights(32, 32, 7.0)[..., 0]
+  w = gaussian.gaussian_map(32, 32, 7.0)[..., 0]
   assert abs(w.max() - 0.9949) < 1e-4 and abs(w[0, 0] - 0.0074) < 1e-4
   assert w.dtype == np.float32
 

@@ -51,3 +51,11 @@ def test_soft_clamp_values_and_gradients():
   x = jnp.array([-1.0, 0.5, 2.0])
   np.testing.assert_allclose(compositing.soft_clamp(x), [-0.01, 0.5, 1.01], atol=1e-7)
   np.testing.assert_allclose(jax.vmap(jax.grad(compositing.soft_clamp))(x), [0.01, 1.0, 0.01])
+
+
+def test_gaussian_map_peaks_at_the_centre_of_odd_sizes():
+  from dti_jax.ops import gaussian
+  w = gaussian.gaussian_map(5, 7, 2.0)[..., 0]
+  assert w[2, 3] == 1.0 and w.dtype == np.float32
+  np.testing.assert_allclose(w[0, 3], np.exp(-0.5 * (2 / 2.0) ** 2), rtol=1e-6)
+  np.testing.assert_allclose(w, w[::-1, ::-1])
