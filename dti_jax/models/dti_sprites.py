@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from dti_jax.ops import compositing
+from dti_jax.transforms import placement
 
 
 def greedy_selection(image: jax.Array, colours: jax.Array, alphas: jax.Array,
@@ -65,3 +66,26 @@ def compose_selection(selection: jax.Array, colours: jax.Array, alphas: jax.Arra
   slot_colours = jnp.concatenate([background[None], chosen_colours])
   slot_alphas = jnp.concatenate([jnp.ones_like(chosen_alphas[:1]), chosen_alphas])
   return compositing.compose(slot_colours, slot_alphas, occlusion)
+
+
+def sprite_color(stack: jax.Array, beta: jax.Array, channels: int) -> jax.Array:
+  """DTI-Sprites' colour module on a [h, w, C+extra] stack: out_c = s((1 + w_c) x_c + b_c).
+
+  Unlike DTI-Clustering's colour module, the output is soft-clamped and the extra
+  channels (mask, noise canvas) pass through unchanged. beta: [2C] interleaved (w_c, b_c).
+  """
+  scale, shift = 1.0 + beta[0::2], beta[1::2]
+  colour = compositing.soft_clamp(stack[..., :channels] * scale + shift)
+  return jnp.concatenate([colour, stack[..., channels:]], axis=-1)
+
+
+def place_sprite(stack: jax.Array, color_beta: jax.Array, position_beta: jax.Array,
+                 height: int, width: int, channels: int) -> jax.Array:
+  """Layer transformation 'color_position': colour at sprite size, then placed on the canvas.
+
+  stack: [h, w, C+2] (colour, mask, noise canvas) -> [height, width, C+2]; zero padding,
+  so everything outside the warped sprite is transparent.
+  """
+  coloured = sprite_color(stack, color_beta, channels)
+  return placement.warp_to_canvas(coloured, placement.position_matrix(position_beta),
+                                  height, width, padding_mode="zeros")

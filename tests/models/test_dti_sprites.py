@@ -60,3 +60,20 @@ def test_candidates_and_empty_penalty():
   chosen = dti_sprites.greedy_selection(image, colours_l, alphas_l, background, occlusion,
                                         iterations=1, candidates=frozen, penalties=penalties)
   assert int(np.argmax(chosen[0])) != 3
+
+
+def test_sprite_color_clamps_colour_and_passes_mask_through():
+  stack = jnp.concatenate([jnp.full((2, 2, 3), 0.9), jnp.full((2, 2, 1), 1.7),
+                           jnp.ones((2, 2, 1))], axis=-1)
+  beta = jnp.array([0.5, 0.0, 0.0, -1.0, 0.0, 0.0])  # red x1.5 -> 1.35, green -0.1
+  out = np.asarray(dti_sprites.sprite_color(stack, beta, 3))
+  np.testing.assert_allclose(out[0, 0], [1.0035, -0.001, 0.9, 1.7, 1.0], rtol=1e-5, atol=1e-6)
+
+
+def test_place_sprite_at_init_puts_the_sprite_on_the_centre_half_of_the_canvas():
+  stack = jnp.concatenate([jnp.full((4, 4, 3), 0.9), jnp.ones((4, 4, 2))], axis=-1)
+  out = np.asarray(dti_sprites.place_sprite(stack, jnp.zeros(6), jnp.zeros(3), 8, 8, 3))
+  inside = np.zeros((8, 8), bool)
+  inside[2:6, 2:6] = True
+  np.testing.assert_allclose(out[inside], np.tile([0.9, 0.9, 0.9, 1, 1], (16, 1)), atol=1e-6)
+  np.testing.assert_allclose(out[~inside], 0.0, atol=1e-6)
