@@ -1,5 +1,8 @@
 """Input data for dti_jax: in-memory sources and deterministic tf.data batches.
 
+Sources are loaded by name (`load_source`, names in `SOURCE_NAMES`), including the
+procedural multi-object scenes (`procedural`) and the multi-object-datasets
+TFRecords (`multi_object`), which carry per-pixel instance masks.
 Imports nothing from dti_jax or jax. Importing this package hides GPUs from
 TensorFlow (see `pipeline`), so that TF never reserves accelerator memory.
 """

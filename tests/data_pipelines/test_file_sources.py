@@ -175,8 +175,14 @@ def _download_script():
 def test_download_script_names_and_defaults_match_loaders():
   script = _download_script()
   assert script.DEFAULT_DIRS == files.DEFAULT_DIRS
-  loadable = set(sources.SOURCE_NAMES) - {"mnist_embedded", "digits_embedded"}
+  generated = {"mnist_embedded", "digits_embedded", "tetrominoes_procedural",
+               "multi_dsprites_procedural"}
+  loadable = set(sources.SOURCE_NAMES) - generated
   assert loadable <= set(script.NAMES)
+  from data_pipelines import multi_object
+  assert script.MULTI_OBJECT_DIR == multi_object.DEFAULT_DIR
+  assert script.MULTI_OBJECT_FILES == {
+      name: layout.object_path for name, layout in multi_object.LAYOUTS.items()}
 
 
 def test_download_script_unknown_name_and_instructions(tmp_path, capsys):
