@@ -6,8 +6,7 @@ tfds sets are prepared with tensorflow-datasets (DIR: the tfds data directory,
 default ~/tensorflow_datasets); usps, affnist_test and frgc are downloaded into DIR
 (default data/usps, data/affnist, data/frgc); tetrominoes, multi_dsprites and clevr6
 (the multi-object-datasets TFRecords) into data/multi_object_datasets; for the image
-collections the script
-prints where they come from and the folder layout expected.
+collections the script prints where they come from and the folder layout expected.
 """
 
 import argparse
