@@ -9,7 +9,7 @@ sprites with the one-hot selection so gradients reach exactly those sprites.
 import jax
 import jax.numpy as jnp
 
-from dti_jax.ops import compositing
+from dti_jax.ops import compositing, gaussian
 from dti_jax.transforms import placement
 
 
@@ -89,3 +89,40 @@ def place_sprite(stack: jax.Array, color_beta: jax.Array, position_beta: jax.Arr
   coloured = sprite_color(stack, color_beta, channels)
   return placement.warp_to_canvas(coloured, placement.position_matrix(position_beta),
                                   height, width, padding_mode="zeros")
+
+
+def init_sprites(n_sprites: int, height: int, width: int, channels: int,
+                 mask_std: float, value: float = 0.9) -> dict[str, jax.Array]:
+  """The released configs' init: constant prototypes (0.9) and identical Gaussian masks.
+
+  Returns {'prototypes': [K0, h, w, C], 'masks': [K0, h, w, 1]}; values are stored
+  directly (no sigmoid); the soft clamp is applied when they are read.
+  """
+  mask = jnp.asarray(gaussian.gaussian_map(height, width, mask_std))
+  return {"prototypes": jnp.full((n_sprites, height, width, channels), value, jnp.float32),
+          "masks": jnp.broadcast_to(mask, (n_sprites, height, width, 1))}
+
+
+def sprite_stack(sprites: dict[str, jax.Array], *, add_empty: bool, train: bool) -> jax.Array:
+  """[K, h, w, C+2] stacks (colour, mask, noise canvas) that the transformations warp together.
+
+  Colours are soft-clamped; masks are raw in training (clamped after the noise, see
+  ``inject_noise``) and clamped in evaluation; the canvas is ones. The empty sprite
+  (all zeros, canvas included) is appended as the last index when ``add_empty``.
+  """
+  colours = compositing.soft_clamp(sprites["prototypes"])
+  masks = sprites["masks"] if train else compositing.soft_clamp(sprites["masks"])
+  stack = jnp.concatenate([colours, masks, jnp.ones_like(masks)], axis=-1)
+  if add_empty:
+    stack = jnp.concatenate([stack, jnp.zeros_like(stack[:1])])
+  return stack
+
+
+def inject_noise(alphas: jax.Array, canvas: jax.Array, uniform: jax.Array,
+                 eta: float) -> jax.Array:
+  """s(a + n * eta * (2u - 1)): noise only inside the warped sprite support (canvas n).
+
+  ``uniform`` in [0, 1) is drawn once per step with shape [K, H, W, 1] and shared by all
+  layers and images, as the original; it is what pushes masks towards binary values.
+  """
+  return compositing.soft_clamp(alphas + canvas * eta * (2.0 * uniform - 1.0))

@@ -77,3 +77,27 @@ def test_place_sprite_at_init_puts_the_sprite_on_the_centre_half_of_the_canvas()
   inside[2:6, 2:6] = True
   np.testing.assert_allclose(out[inside], np.tile([0.9, 0.9, 0.9, 1, 1], (16, 1)), atol=1e-6)
   np.testing.assert_allclose(out[~inside], 0.0, atol=1e-6)
+
+
+def test_init_and_stack_with_the_empty_sprite_last():
+  sprites = dti_sprites.init_sprites(3, 5, 5, 3, mask_std=1.0)
+  np.testing.assert_array_equal(sprites["prototypes"], np.float32(0.9))
+  np.testing.assert_allclose(sprites["masks"][1, 2, 2, 0], 1.0)          # odd size: peak 1
+  np.testing.assert_allclose(sprites["masks"][0, 0, 2, 0], np.exp(-0.5 * 4), rtol=1e-6)
+  sprites["masks"] = sprites["masks"].at[0, 0, 0, 0].set(1.5)
+  train = dti_sprites.sprite_stack(sprites, add_empty=True, train=True)
+  evaluation = dti_sprites.sprite_stack(sprites, add_empty=True, train=False)
+  assert train.shape == (4, 5, 5, 5)
+  assert float(train[0, 0, 0, 3]) == 1.5                                  # raw in training
+  np.testing.assert_allclose(evaluation[0, 0, 0, 3], 1.005, rtol=1e-6)   # clamped in eval
+  np.testing.assert_array_equal(train[3], 0.0)                           # empty sprite
+  np.testing.assert_array_equal(train[:3, ..., 4], 1.0)                  # noise canvas
+
+
+def test_noise_lands_only_inside_the_canvas():
+  alphas = jnp.full((1, 4, 4, 1), 0.5)
+  canvas = jnp.zeros((1, 4, 4, 1)).at[0, 1:3, 1:3].set(1.0)
+  uniform = jnp.full((1, 4, 4, 1), 1.0)   # 2u - 1 = 1: +eta inside
+  noisy = np.asarray(dti_sprites.inject_noise(alphas, canvas, uniform, 0.4))
+  np.testing.assert_allclose(noisy[0, 1:3, 1:3], 0.9, atol=1e-6)
+  np.testing.assert_allclose(noisy[0, 0], 0.5, atol=1e-6)
