@@ -6,6 +6,8 @@ one of K sprites. The choice is discrete: greedy coordinate descent over the lay
 sprites with the one-hot selection so gradients reach exactly those sprites.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -126,3 +128,37 @@ def inject_noise(alphas: jax.Array, canvas: jax.Array, uniform: jax.Array,
   layers and images, as the original; it is what pushes masks towards binary values.
   """
   return compositing.soft_clamp(alphas + canvas * eta * (2.0 * uniform - 1.0))
+
+
+def multi_object_reconstruction(images: jax.Array, stacks: jax.Array, color_params: jax.Array,
+                                position_params: jax.Array, background: jax.Array,
+                                occlusion: jax.Array, *, iterations: int,
+                                candidates: jax.Array, penalties: jax.Array,
+                                uniform: jax.Array | None = None, eta: float = 0.0):
+  """Places every sprite in every layer, selects greedily, recomposes the choice.
+
+  Args:
+    images: [B, H, W, C] targets.
+    stacks: [K, h, w, C+2] sprite stacks (``sprite_stack``).
+    color_params: [B, L, 2C] layer colour parameters; position_params: [B, L, 3].
+    background: [H, W, C]; occlusion: [L+1, L+1] with the background as slot 0.
+    uniform: optional [K, H, W, 1] draw in [0, 1) for the training mask noise.
+
+  Returns:
+    (reconstructions [B, H, W, C], one-hot selection [B, L, K]).
+  """
+  height, width, channels = images.shape[1:]
+  place = functools.partial(place_sprite, height=height, width=width, channels=channels)
+  over_sprites = jax.vmap(place, in_axes=(0, None, None))
+  over_layers = jax.vmap(over_sprites, in_axes=(None, 0, 0))
+  placed = jax.vmap(over_layers, in_axes=(None, 0, 0))(stacks, color_params, position_params)
+  colours, alphas, canvas = jnp.split(placed, [channels, channels + 1], axis=-1)
+  if uniform is not None:
+    alphas = inject_noise(alphas, canvas, uniform, eta)
+  select = functools.partial(greedy_selection, iterations=iterations, candidates=candidates,
+                             penalties=penalties)
+  selection = jax.vmap(select, in_axes=(0, 0, 0, None, None))(
+      images, colours, alphas, background, occlusion)
+  recon = jax.vmap(compose_selection, in_axes=(0, 0, 0, None, None))(
+      selection, colours, alphas, background, occlusion)
+  return recon, selection
