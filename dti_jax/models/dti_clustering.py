@@ -14,41 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from dti_jax import transforms
-from dti_jax.nets import resnet
-
-HIDDEN = 128
-
-
-def _torch_linear_uniform(fan_in: int):
-  """PyTorch's default Linear init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for weight and bias."""
-  bound = 1.0 / math.sqrt(fan_in)
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-      key, shape, dtype, -bound, bound)
-
-
-class PrototypeHeads(nn.Module):
-  """K independent MLPs Linear(F,128)-ReLU-Linear(128,128)-ReLU-Linear(128,P).
-
-  The last layer is zero so every module starts at beta = 0. Input [B, F], output
-  [B, K, P].
-  """
-
-  n_prototypes: int
-  out_size: int
-
-  @nn.compact
-  def __call__(self, features: jax.Array) -> jax.Array:
-    k, f = self.n_prototypes, features.shape[-1]
-    w1 = self.param("w1", _torch_linear_uniform(f), (k, f, HIDDEN))
-    b1 = self.param("b1", _torch_linear_uniform(f), (k, HIDDEN))
-    w2 = self.param("w2", _torch_linear_uniform(HIDDEN), (k, HIDDEN, HIDDEN))
-    b2 = self.param("b2", _torch_linear_uniform(HIDDEN), (k, HIDDEN))
-    w3 = self.param("w3", nn.initializers.zeros, (k, HIDDEN, self.out_size))
-    b3 = self.param("b3", nn.initializers.zeros, (k, self.out_size))
-    h = nn.relu(jnp.einsum("bf,kfh->bkh", features, w1) + b1)
-    h = nn.relu(jnp.einsum("bkh,khg->bkg", h, w2) + b2)
-    return jnp.einsum("bkh,khp->bkp", h, w3) + b3
-
+from dti_jax.nets import heads, resnet
 
 class TransformationPredictor(nn.Module):
   """Encoder + one head bank per non-identity module.
@@ -66,7 +32,7 @@ class TransformationPredictor(nn.Module):
     self.encoder_net, _ = resnet.create_encoder(self.encoder)
     sizes = self.spec.param_sizes()
     self.heads = {
-        name: PrototypeHeads(self.n_prototypes, size, name=f"head_{name}")
+        name: heads.HeadBank(self.n_prototypes, size, name=f"head_{name}")
         for name, size in zip(self.spec.modules, sizes) if size > 0
     }
 

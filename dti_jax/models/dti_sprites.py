@@ -8,9 +8,11 @@ sprites with the one-hot selection so gradients reach exactly those sprites.
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dti_jax.nets import heads, resnet
 from dti_jax.ops import compositing, gaussian
 from dti_jax.transforms import placement
 
@@ -162,3 +164,29 @@ def multi_object_reconstruction(images: jax.Array, stacks: jax.Array, color_para
   recon = jax.vmap(compose_selection, in_axes=(0, 0, 0, None, None))(
       selection, colours, alphas, background, occlusion)
   return recon, selection
+
+
+class LayerPredictor(nn.Module):
+  """Shared encoder + per-layer heads of the 'color_position' layer transformation.
+
+  Every head reads the same (optionally grid-pooled) features; layers differ only by
+  their own heads. Returns colour [B, L, 2C], position [B, L, 3] and, with
+  ``predict_occlusion``, occlusion logits [B, L(L-1)/2] (all zero at init).
+  """
+
+  encoder: str
+  pool_grid: int
+  n_layers: int
+  channels: int
+  predict_occlusion: bool = False
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool) -> dict[str, jax.Array]:
+    net, _ = resnet.create_encoder(self.encoder, self.pool_grid)
+    features = net(images, train)
+    out = {"color": heads.HeadBank(self.n_layers, 2 * self.channels, name="head_color")(features),
+           "position": heads.HeadBank(self.n_layers, 3, name="head_position")(features)}
+    if self.predict_occlusion:
+      pairs = self.n_layers * (self.n_layers - 1) // 2
+      out["occlusion"] = heads.HeadBank(1, pairs, name="head_occlusion")(features)[:, 0]
+    return out

@@ -89,7 +89,9 @@ class ResNet20(nn.Module):
 
 
 class ResNet18(nn.Module):
-  """torchvision ResNet-18 feature extractor (random init): [B, H, W, 3] -> [B, 512]."""
+  """torchvision ResNet-18 feature extractor (random init): [B, H, W, 3] -> [B, 512 g^2]."""
+
+  pool_grid: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -101,7 +103,7 @@ class ResNet18(nn.Module):
       for block in range(2):
         stride = 2 if stage > 0 and block == 0 else 1
         x = BasicBlock(features, stride, "projection", _kaiming_fan_out)(x, train)
-    return jnp.mean(x, axis=(1, 2))
+    return adaptive_average_pool(x, self.pool_grid)
 
 
 ResNet32 = functools.partial(ResNet20, blocks_per_stage=5)
@@ -109,9 +111,13 @@ ResNet32 = functools.partial(ResNet20, blocks_per_stage=5)
 ENCODERS = {"resnet20": (ResNet20, 64), "resnet32": (ResNet32, 64), "resnet18": (ResNet18, 512)}
 
 
-def create_encoder(name: str) -> tuple[nn.Module, int]:
-  """Returns (module, feature size) for an encoder name of the original configs."""
+def create_encoder(name: str, pool_grid: int = 1) -> tuple[nn.Module, int]:
+  """Returns (module, feature size F) for an encoder name of the original configs.
+
+  ``pool_grid`` > 1 average-pools the last feature map to a grid instead of 1x1
+  (DTI-Sprites' ``with_pool``), which multiplies F by pool_grid**2.
+  """
   if name not in ENCODERS:
     raise ValueError(f"config.model.encoder={name!r} is not one of {sorted(ENCODERS)}")
   module_cls, features = ENCODERS[name]
-  return module_cls(), features
+  return module_cls(pool_grid=pool_grid), features * pool_grid ** 2
