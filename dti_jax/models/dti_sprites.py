@@ -190,3 +190,28 @@ class LayerPredictor(nn.Module):
       pairs = self.n_layers * (self.n_layers - 1) // 2
       out["occlusion"] = heads.HeadBank(1, pairs, name="head_occlusion")(features)[:, 0]
     return out
+
+
+def instance_labels(selection: jax.Array, alphas: jax.Array, occlusion: jax.Array,
+                    layer_labels: jax.Array | None = None) -> jax.Array:
+  """Per-pixel labels of one image from the selected sprites, [H, W] int32.
+
+  The selected alphas are binarised (a > 0.5) and the occlusion hardened (O > 0.5);
+  layer l gets label l + 1 (or ``layer_labels[l]``, e.g. 1 + sprite index for the
+  semantic variant) and the labels are composited with the occlusion formula without a
+  background, so each pixel gets its front-most covering layer and 0 where none covers;
+  clamped to the label range. ``occlusion`` is the [L, L] object block.
+
+  Args:
+    selection: [L, K] one-hot choice; alphas: [L, K, H, W, 1] warped masks.
+  """
+  num_layers = selection.shape[0]
+  chosen = jnp.einsum("lk,lkhwc->lhwc", selection, alphas)
+  hard_alphas = (chosen > 0.5).astype(jnp.float32)
+  hard_occlusion = (occlusion > 0.5).astype(jnp.float32)
+  if layer_labels is None:
+    layer_labels = jnp.arange(1, num_layers + 1)
+  labels = jnp.broadcast_to(layer_labels.astype(jnp.float32)[:, None, None, None],
+                            hard_alphas.shape)
+  composite = compositing.compose(labels, hard_alphas, hard_occlusion)[..., 0]
+  return jnp.clip(jnp.round(composite), 0, jnp.max(layer_labels)).astype(jnp.int32)

@@ -130,3 +130,20 @@ def test_multi_object_reconstruction_selects_and_backpropagates_to_the_chosen_sp
     return jnp.mean((out - targets - 0.05) ** 2)
   grads = np.asarray(jax.grad(loss)(sprites["prototypes"]))
   assert np.abs(grads[0]).max() == 0.0 and np.abs(grads[1]).max() > 0 and np.abs(grads[2]).max() > 0
+
+
+def test_instance_labels_take_the_front_most_covering_layer():
+  alphas = np.zeros((2, 1, 3, 3, 1), np.float32)
+  alphas[0, 0, 0:2, 0:2] = 0.9      # layer 0: top-left block
+  alphas[1, 0, 1:3, 1:3] = 0.6      # layer 1 (in front): bottom-right block
+  alphas[1, 0, 0, 2] = 0.4          # below the 0.5 threshold: not covered
+  selection = np.ones((2, 1), np.float32)
+  labels = dti_sprites.instance_labels(selection, alphas, compositing.fixed_occlusion(2))
+  np.testing.assert_array_equal(labels, [[1, 1, 0], [1, 2, 2], [0, 2, 2]])
+  # Hard occlusion 0.5 (predicted at init) marks neither in front: labels add up, clamped.
+  half = jnp.array([[0.0, 0.5], [0.5, 0.0]])
+  labels = dti_sprites.instance_labels(selection, alphas, half)
+  assert int(labels[1, 1]) == 2  # 1 + 2 = 3, clamped to L = 2
+  semantic = dti_sprites.instance_labels(selection, alphas, compositing.fixed_occlusion(2),
+                                         layer_labels=jnp.array([7, 4]))
+  np.testing.assert_array_equal(semantic[1], [7, 4, 4])
