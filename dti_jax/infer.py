@@ -19,12 +19,15 @@ import sys
 from absl import app
 from absl import flags
 
+from data_pipelines import files
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained workdir (config.json + checkpoints).")
 _IMAGES = flags.DEFINE_string("images", None, "A folder of images or a glob pattern.")
 _OUT = flags.DEFINE_string("out", "results.csv", "CSV file to write.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Images per forward pass.")
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# The training folders' formats, plus TIFF.
+IMAGE_EXTENSIONS = files.IMAGE_EXTENSIONS + (".tif", ".tiff")
 
 
 def list_images(pattern: str) -> list[str]:
@@ -40,7 +43,8 @@ def read_image(path: str, image_shape: tuple[int, int, int], crop_size: int):
   """[H, W, C] float32 in [0, 1]: grey or RGB as the model, resized as the config's data.
 
   With ``crop_size`` (photo collections) the shorter side is resized to it and the
-  centre cropped, as in training; otherwise the image is resized to H x W (bilinear).
+  centre cropped by the training loader's own function; otherwise the image is resized
+  to H x W (bilinear).
   """
   import numpy as np
   from PIL import Image
@@ -49,11 +53,7 @@ def read_image(path: str, image_shape: tuple[int, int, int], crop_size: int):
   with Image.open(path) as image:
     image = image.convert("L" if channels == 1 else "RGB")
     if crop_size:
-      scale = crop_size / min(image.size)
-      image = image.resize((max(crop_size, round(image.size[0] * scale)),
-                            max(crop_size, round(image.size[1] * scale))), Image.BILINEAR)
-      left, top = (image.size[0] - crop_size) // 2, (image.size[1] - crop_size) // 2
-      image = image.crop((left, top, left + crop_size, top + crop_size))
+      image = Image.fromarray(files.resize_and_center_crop(image, crop_size))
     if image.size != (width, height):
       image = image.resize((width, height), Image.BILINEAR)
     pixels = np.asarray(image, np.float32) / 255.0

@@ -104,7 +104,8 @@ class Evaluator:
     assigned = np.argmin(((recon - probes[:, None]) ** 2).mean(axis=(2, 3, 4)), axis=1)
     steps = [probes, protos[assigned]]
     for active in range(2, n_active + 1):
-      partial = np.asarray(jax.device_get(self._recon_fn(active)(state, self.probes)))
+      partial = recon if active == n_active else np.asarray(
+          jax.device_get(self._recon_fn(active)(state, self.probes)))
       steps.append(partial[np.arange(len(probes)), assigned])
     steps = np.stack(steps, axis=1).reshape((-1,) + protos.shape[1:])
     scale = max(1, 64 // protos.shape[1])
