@@ -1,7 +1,7 @@
-"""Readers for datasets distributed as files: USPS, affNIST, FRGC and image folders.
+"""Readers for file datasets: USPS, affNIST, FRGC, GTSRB-8, Weizmann Horse, image folders.
 
-Each reader returns host numpy arrays (images uint8 [N, H, W, C], labels int32 [N]);
-`sources.load_source` wraps them. Nothing here downloads: a missing file raises
+Each reader returns host numpy arrays (images uint8 [N, H, W, C], labels int32 [N],
+or for Weizmann Horse masks uint8 [N, H, W]); `sources.load_source` wraps them. Nothing here downloads: a missing file raises
 FileNotFoundError naming the exact path and the command that fetches it.
 """
 
@@ -16,12 +16,21 @@ DEFAULT_DIRS = {
     "usps": os.path.join("data", "usps"),
     "affnist_test": os.path.join("data", "affnist"),
     "frgc": os.path.join("data", "frgc"),
+    "gtsrb8": os.path.join("data", "gtsrb"),
+    "weizmann_horse": os.path.join("data", "weizmann_horse"),
 }
 # libsvm files, as fetched by torchvision's USPS: 7,291 train and 2,007 test digits.
 USPS_FILES = {"train": "usps.bz2", "test": "usps.t.bz2"}
 AFFNIST_FILE = "affNIST_test.mat"
 FRGC_FILE = "data4torch.h5"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+# GTSRB-8: the eight traffic-sign classes DTI-Sprites keeps, relabelled 0..7 in order.
+GTSRB8_CLASSES = (3, 7, 9, 11, 17, 18, 25, 35)
+# Where the official training archive puts the class folders 00000..00042.
+GTSRB_IMAGES_SUBDIR = os.path.join("GTSRB", "Final_Training", "Images")
+GTSRB_EXTENSIONS = (".ppm", ".png", ".jpg", ".jpeg")
+GTSRB8_SIDE = 28
+WEIZMANN_HORSE_SIDE = 128
 
 _USPS_SIDE = 16
 _AFFNIST_SIDE = 40
@@ -183,6 +192,99 @@ def read_image_folder(folder: str, image_size: int) -> np.ndarray:
       raise ValueError(f"image_folder: cannot read image {path} "
                        f"({type(error).__name__}: {reason})") from error
   return images
+
+
+def read_gtsrb8(data_dir: str, image_size: int = GTSRB8_SIDE
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """GTSRB-8: the GTSRB training images of the classes in `GTSRB8_CLASSES`.
+
+  `data_dir` holds the class folders 00000..00042, or is a parent holding them
+  under GTSRB/Final_Training/Images (the unzipped official archive). Images are
+  read in class order, then by file name, and resized to image_size x image_size
+  ignoring the aspect ratio (PIL bilinear, which antialiases when downscaling as
+  torchvision's `Resize` did).
+
+  Returns:
+    images uint8 [N, image_size, image_size, 3] and labels int32 [N] in 0..7,
+    label i for class `GTSRB8_CLASSES[i]`.
+  """
+  nested = os.path.join(data_dir, GTSRB_IMAGES_SUBDIR)
+  root = nested if os.path.isdir(nested) else data_dir
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f"gtsrb8: {data_dir} not found; fetch it with "
+                            f"{_fetch_command('gtsrb8', data_dir)}")
+  paths, labels = [], []
+  for label, class_id in enumerate(GTSRB8_CLASSES):
+    folder = os.path.join(root, f"{class_id:05d}")
+    if not os.path.isdir(folder):
+      raise FileNotFoundError(f"gtsrb8: class folder {folder} not found; fetch the "
+                              f"set with {_fetch_command('gtsrb8', data_dir)}")
+    class_paths = _image_paths(folder, GTSRB_EXTENSIONS)
+    if not class_paths:
+      raise ValueError(f"gtsrb8: no {'/'.join(GTSRB_EXTENSIONS)} images in {folder}")
+    paths += class_paths
+    labels += [label] * len(class_paths)
+  images = np.empty((len(paths), image_size, image_size, 3), np.uint8)
+  for i, path in enumerate(paths):
+    images[i] = _read_resized(path, "gtsrb8", "RGB", image_size,
+                              Image.Resampling.BILINEAR)
+  return images, np.asarray(labels, np.int32)
+
+
+def read_weizmann_horse(data_dir: str, image_size: int = WEIZMANN_HORSE_SIDE
+                        ) -> tuple[np.ndarray, np.ndarray]:
+  """Weizmann Horse: `data_dir`/images/*.jpg (or png) with `data_dir`/masks/*.png.
+
+  Images and masks are each sorted by file name and paired in that order. Images
+  are resized to image_size x image_size ignoring the aspect ratio (PIL
+  bilinear); masks with nearest neighbour, then any non-zero value becomes 1.
+
+  Returns:
+    images uint8 [N, image_size, image_size, 3] and masks uint8
+    [N, image_size, image_size] (0 = background, 1 = horse).
+  """
+  image_dir = os.path.join(data_dir, "images")
+  mask_dir = os.path.join(data_dir, "masks")
+  for folder in (image_dir, mask_dir):
+    if not os.path.isdir(folder):
+      raise FileNotFoundError(f"weizmann_horse: {folder} not found; see how to get it "
+                              f"with {_fetch_command('weizmann_horse', data_dir)}")
+  image_paths = _image_paths(image_dir, (".jpg", ".jpeg", ".png"))
+  mask_paths = _image_paths(mask_dir, (".png",))
+  if len(image_paths) != len(mask_paths):
+    raise ValueError(f"weizmann_horse: {len(image_paths)} images in {image_dir} but "
+                     f"{len(mask_paths)} masks in {mask_dir}")
+  if not image_paths:
+    raise ValueError(f"weizmann_horse: no .jpg/.jpeg/.png images in {image_dir}")
+  images = np.empty((len(image_paths), image_size, image_size, 3), np.uint8)
+  masks = np.empty((len(mask_paths), image_size, image_size), np.uint8)
+  for i, (image_path, mask_path) in enumerate(zip(image_paths, mask_paths)):
+    images[i] = _read_resized(image_path, "weizmann_horse", "RGB", image_size,
+                              Image.Resampling.BILINEAR)
+    mask = _read_resized(mask_path, "weizmann_horse", "L", image_size,
+                         Image.Resampling.NEAREST)
+    masks[i] = mask > 0
+  return images, masks
+
+
+def _image_paths(folder: str, extensions: tuple[str, ...]) -> list[str]:
+  """Files directly in `folder` whose lower-cased name ends with one of `extensions`."""
+  return sorted(
+      os.path.join(folder, entry) for entry in os.listdir(folder)
+      if entry.lower().endswith(extensions)
+      and os.path.isfile(os.path.join(folder, entry)))
+
+
+def _read_resized(path: str, name: str, mode: str, size: int,
+                  resample: Image.Resampling) -> np.ndarray:
+  """Reads one image in PIL `mode`, resized to size x size; unreadable -> ValueError."""
+  try:
+    with Image.open(path) as image:
+      return np.asarray(image.convert(mode).resize((size, size), resample))
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    reason = str(error).splitlines()[0] if str(error) else ""
+    raise ValueError(f"{name}: cannot read image {path} "
+                     f"({type(error).__name__}: {reason})") from error
 
 
 def resize_and_center_crop(image: Image.Image, size: int) -> np.ndarray:

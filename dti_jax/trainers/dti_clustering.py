@@ -9,6 +9,7 @@ its bias-correction count starts when it first receives a gradient, as PyTorch's
 per-parameter step counts do. Only the transformer groups get the coupled L2 term.
 """
 
+import functools
 from typing import Any
 
 import flax
@@ -86,6 +87,24 @@ def stage_at(config: ml_collections.ConfigDict, step: int, steps_per_epoch: int)
     return n_modules
   epochs_done = step // steps_per_epoch
   return 1 + sum(epochs_done >= milestone for milestone in curriculum)
+
+
+def describe_stage(config: ml_collections.ConfigDict, n_active: int) -> str:
+  active = config.model.transformation_sequence.split("_")[:n_active]
+  return f"curriculum stage {n_active}, active: {'+'.join(active)}"
+
+
+def stage_scalars(n_active: int) -> dict[str, int]:
+  return {"train/active_modules": n_active}
+
+
+def stage_meta(n_active: int) -> dict[str, int]:
+  """What inference needs to rebuild the stage from a checkpoint."""
+  return {"n_active": n_active}
+
+
+def reassign_allowed(n_active: int) -> bool:  # pylint: disable=unused-argument
+  return True
 
 
 def learning_rate(config: ml_collections.ConfigDict, step: jax.Array,
@@ -215,6 +234,11 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
   return new_state, metrics
 
 
+def step_function(config: ml_collections.ConfigDict, n_active: int, steps_per_epoch: int):
+  return functools.partial(train_step, config=config, n_active=n_active,
+                           steps_per_epoch=steps_per_epoch)
+
+
 def _copy_rows(tree, empty: jax.Array, source: jax.Array):
   """Rows k with empty[k] take row ``source`` (every leaf has a leading K axis)."""
   def copy(x):
@@ -304,6 +328,11 @@ def reconstructions(state: TrainState, images: jax.Array, *,
   _, _, recon, _ = forward(config, state.params, state.batch_stats, images, n_active,
                            train=False)
   return recon
+
+
+def init_arrays(config: ml_collections.ConfigDict, source) -> np.ndarray:
+  """The initial prototypes (``create_state``'s array argument)."""
+  return initial_prototypes(source.images, config.model.n_prototypes, config.seed)
 
 
 def initial_prototypes(images_uint8: np.ndarray, n_prototypes: int, seed: int) -> np.ndarray:

@@ -141,7 +141,7 @@ class Evaluator:
 
 
 def format_scores(scores: dict[str, Any]) -> str:
-  names = [n for n in ("acc", "nmi", "ari", "loss", "nmi_diff") if n in scores]
+  names = [n for n in ("ari_fg", "ari", "miou", "acc", "nmi", "loss", "nmi_diff") if n in scores]
   return " ".join(f"{n} {scores[n]:.4f}" for n in names)
 
 
@@ -218,3 +218,25 @@ def examples_grid(examples: dict[int, dict[str, np.ndarray]], prototypes: np.nda
     rows += row + [blank] * (width - len(row))
   scale = max(1, 64 // prototypes.shape[1])
   return grids.upscale(grids.make_grid(np.stack(rows), width), scale)
+
+
+def create_evaluator(config, method, mesh, source) -> Evaluator:
+  """The periodic evaluator of DTI-Clustering: a validation subset of the training split."""
+  return Evaluator(config, method, mesh, subset(source, config.eval.subset_size,
+                                                config.eval.subset_seed))
+
+
+def final_evaluation(evaluator: Evaluator, state, stage, source, writer, workdir: str
+                     ) -> dict[str, Any]:
+  """Scores ``source``, writes the final summaries and outputs; returns the scores."""
+  assigned = evaluator.assignments(state, stage, source)
+  final = evaluator.scores(state, stage, source, assigned)
+  examples = evaluator.cluster_examples(state, stage, source, assigned)
+  protos = np.asarray(jax.device_get(state.params["clusters"]["prototypes"]))
+  images = evaluator.images(state, stage)
+  images["cluster_examples"] = examples_grid(examples, protos)
+  step = int(state.step)
+  write_eval(writer, step, "final", final, images)
+  save_frame(workdir, step, images)
+  save_final_outputs(workdir, state, final, examples)
+  return final

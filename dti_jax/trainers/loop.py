@@ -17,9 +17,11 @@ import ml_collections
 import numpy as np
 
 import data_pipelines
-from dti_jax.trainers import checkpointing, dti_clustering, evaluation, partition, reporting
+from dti_jax.trainers import (checkpointing, dti_clustering, dti_sprites, evaluation, partition,
+                              reporting, sprites_evaluation)
 
-METHODS = {"dti_clustering": dti_clustering}
+METHODS = {"dti_clustering": dti_clustering, "dti_sprites": dti_sprites}
+EVALUATION = {"dti_clustering": evaluation, "dti_sprites": sprites_evaluation}
 
 
 def _method(config: ml_collections.ConfigDict):
@@ -30,7 +32,8 @@ def _method(config: ml_collections.ConfigDict):
 
 def _load_source(config: ml_collections.ConfigDict, split: str) -> data_pipelines.ArraySource:
   return data_pipelines.load_source(config.data.name, data_dir=config.data.data_dir or None,
-                                    split=split, image_size=config.data.image_size or None)
+                                    split=split, image_size=config.data.image_size or None,
+                                    num_examples=config.data.get("num_examples") or None)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -56,9 +59,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   repl = partition.replicated(mesh)
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
-  protos = method.initial_prototypes(source.images, config.model.n_prototypes, config.seed)
   state = jax.jit(functools.partial(method.create_state, config), out_shardings=repl)(
-      init_key, protos)
+      init_key, method.init_arrays(config, source))
   manager = checkpointing.create_manager(workdir)
   restored = checkpointing.restore_latest(manager, state)
   if restored is not None:
@@ -73,9 +75,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       f.write(config.to_json(indent=1))
 
   writer = reporting.create_writer(workdir)
-  evaluator = evaluation.Evaluator(
-      config, method, mesh, evaluation.subset(source, config.eval.subset_size,
-                                              config.eval.subset_seed))
+  evaluation_lib = EVALUATION[config.method]
+  evaluator = evaluation_lib.create_evaluator(config, method, mesh, source)
   progress = reporting.Progress(total_steps, int(state.step))
   if not config.eval_only:
     state = _train(config, workdir, method, mesh, source, state, train_key, steps_per_epoch,
@@ -86,17 +87,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   final_source = source
   if config.data.final_eval_split and config.data.final_eval_split != config.data.split:
     final_source = _load_source(config, config.data.final_eval_split)
-  assigned = evaluator.assignments(state, final_stage, final_source)
-  final = evaluator.scores(state, final_stage, final_source, assigned)
-  examples = evaluator.cluster_examples(state, final_stage, final_source, assigned)
-  protos = np.asarray(jax.device_get(state.params["clusters"]["prototypes"]))
-  images = evaluator.images(state, final_stage)
-  images["cluster_examples"] = evaluation.examples_grid(examples, protos)
-  evaluation.write_eval(writer, final_step, "final", final, images)
-  evaluation.save_frame(workdir, final_step, images)
-  reporting.console(f"final ({final_source.num_examples} images, "
-                    f"{progress.elapsed_minutes():.1f} min): {evaluation.format_scores(final)}")
-  evaluation.save_final_outputs(workdir, state, final, examples)
+  final = evaluation_lib.final_evaluation(evaluator, state, final_stage, final_source, writer,
+                                          workdir)
+  reporting.console(f"final ({progress.elapsed_minutes():.1f} min): "
+                    f"{evaluation.format_scores(final)}")
   manager.wait_until_finished()
   manager.close()
   writer.flush()
@@ -112,18 +106,17 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
   total_steps = config.train.num_epochs * steps_per_epoch
   step_fns = {}
 
-  def step_fn(n_active):
-    if n_active not in step_fns:
-      step_fns[n_active] = jax.jit(
-          functools.partial(method.train_step, config=config, n_active=n_active,
-                            steps_per_epoch=steps_per_epoch),
-          in_shardings=(repl, data_sh), out_shardings=(repl, repl), donate_argnums=0)
-    return step_fns[n_active]
+  def step_fn(stage):
+    if stage not in step_fns:
+      step_fns[stage] = jax.jit(method.step_function(config, stage, steps_per_epoch),
+                                in_shardings=(repl, data_sh), out_shardings=(repl, repl),
+                                donate_argnums=0)
+    return step_fns[stage]
 
   reassign_fn = jax.jit(functools.partial(method.reassign_clusters, config=config),
                         out_shardings=(repl, repl), donate_argnums=0)
   step = int(state.step)
-  loss_sum, loss_count, n_active = 0.0, 0, None
+  loss_sum, loss_count, stage_now = 0.0, 0, None
   while step < total_steps:
     epoch, start_batch = divmod(step, steps_per_epoch)
     for host_batch in data_pipelines.train_batches(
@@ -131,16 +124,16 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
         start_batch=start_batch, process_index=jax.process_index(),
         process_count=jax.process_count()):
       stage = method.stage_at(config, step, steps_per_epoch)
-      if stage != n_active:
-        n_active = stage
-        active = config.model.transformation_sequence.split("_")[:n_active]
-        reporting.console(f"step {step}: curriculum stage {n_active}, active: {'+'.join(active)}")
+      if stage != stage_now:
+        stage_now = stage
+        reporting.console(f"step {step}: {method.describe_stage(config, stage)}")
       batch = partition.to_global({"image": host_batch["image"]}, mesh)
-      state, metrics = step_fn(n_active)(state, batch)
+      state, metrics = step_fn(stage_now)(state, batch)
       step += 1
       loss_sum, loss_count = loss_sum + metrics["loss"], loss_count + 1
 
-      if config.model.reassign_clusters and step % config.train.check_cluster_every_steps == 0:
+      if (config.model.reassign_clusters and step % config.train.check_cluster_every_steps == 0
+          and method.reassign_allowed(stage_now)):
         state, moved = reassign_fn(state, jax.random.fold_in(train_key, step))
         moved = int(moved)
         writer.write_scalars(step, {"train/reassigned_clusters": moved})
@@ -154,7 +147,7 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
         speed = progress.update(step)
         writer.write_scalars(step, {"train/loss": loss, "train/learning_rate":
                                     float(metrics["learning_rate"]),
-                                    "train/active_modules": n_active, **{
+                                    **method.stage_scalars(stage_now), **{
                                         f"train/{n}": v for n, v in speed.items()}})
         reporting.console(f"step {step}/{total_steps} epoch {step / steps_per_epoch:.1f} "
                           f"loss {loss:.5f} | {speed['steps_per_sec']:.2f} steps/s | "
@@ -163,8 +156,8 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
 
       if step % config.eval.every_steps == 0 and step < total_steps:
         start = time.perf_counter()
-        scores = evaluator.scores(state, n_active)
-        images = evaluator.images(state, n_active)
+        scores = evaluator.scores(state, stage_now)
+        images = evaluator.images(state, stage_now)
         evaluation.write_eval(writer, step, "eval", scores, images)
         evaluation.save_frame(workdir, step, images)
         reporting.console(f"eval @ step {step} ({progress.elapsed_minutes():.1f} min): "
@@ -174,7 +167,8 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
       if step % config.log.checkpoint_every_steps == 0 or step == total_steps:
         start = time.perf_counter()
         checkpointing.save(manager, step, state, {
-            "step": step, "n_active": n_active, "image_shape": list(source.image_shape)})
+            "step": step, "image_shape": list(source.image_shape),
+            **method.stage_meta(stage_now)})
         progress.pause(time.perf_counter() - start)
       if step >= total_steps:
         break

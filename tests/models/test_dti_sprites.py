@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dti_jax.models import dti_sprites
+from dti_jax.models import sprites_decomposition as decomposition
 from dti_jax.ops import compositing
 
 
@@ -105,45 +106,112 @@ def test_noise_lands_only_inside_the_canvas():
   np.testing.assert_allclose(noisy[0, 0], 0.5, atol=1e-6)
 
 
-def test_multi_object_reconstruction_selects_and_backpropagates_to_the_chosen_sprite():
+def _tiny_spec(**overrides):
+  fields = dict(height=8, width=8, channels=3, n_sprites=3, add_empty=False, n_layers=2,
+                n_backgrounds=0, sprite_modules=("identity",), layer_transform=True,
+                bkg_modules=("color",), predict_occlusion=False, selection="greedy")
+  fields.update(overrides)
+  return decomposition.SpritesSpec(**fields)
+
+
+def _zero_heads(batch, layers):
+  return {"layer/color": jnp.zeros((batch, layers, 6)),
+          "layer/position": jnp.zeros((batch, layers, 3))}
+
+
+def test_decompose_selects_and_backpropagates_to_the_chosen_sprite_only():
   sprites = dti_sprites.init_sprites(3, 4, 4, 3, mask_std=100.0)   # masks ~1 everywhere
   sprites["prototypes"] = sprites["prototypes"] * jnp.array([0.2, 0.5, 0.8])[:, None, None, None]
-  background = jnp.zeros((8, 8, 3))
-  occlusion = compositing.fixed_occlusion(2)
-  zeros = (jnp.zeros((2, 1, 6)), jnp.zeros((2, 1, 3)))
-  kwargs = dict(iterations=1, candidates=jnp.ones(3, bool), penalties=jnp.zeros(3))
+  spec, stage = _tiny_spec(), decomposition.Stage(1, 1, False)
   stacks = dti_sprites.sprite_stack(sprites, add_empty=False, train=False)
   # Targets: sprite 1 then sprite 2 placed at init (centre half of the canvas) on black.
   targets = np.zeros((2, 8, 8, 3), np.float32)
   targets[0, 2:6, 2:6] = np.asarray(stacks[1, 0, 0, :3])
   targets[1, 2:6, 2:6] = np.asarray(stacks[2, 0, 0, :3])
-  recon, selection = dti_sprites.multi_object_reconstruction(
-      jnp.asarray(targets), stacks, *zeros, background, occlusion, **kwargs)
-  np.testing.assert_array_equal(np.argmax(selection[:, 0], axis=1), [1, 2])
-  np.testing.assert_allclose(recon, targets, atol=2e-3)
+  out = decomposition.decompose(spec, stage, {"sprites": sprites}, _zero_heads(2, 2),
+                                jnp.asarray(targets), train=False)
+  np.testing.assert_array_equal(np.argmax(out["selection"][:, 0], axis=1), [1, 2])
+  np.testing.assert_allclose(out["reconstruction"], targets, atol=2e-3)
 
   def loss(prototypes):
-    stack = dti_sprites.sprite_stack(dict(sprites, prototypes=prototypes), add_empty=False,
-                                     train=False)
-    out, _ = dti_sprites.multi_object_reconstruction(
-        jnp.asarray(targets) + 0.05, stack, *zeros, background, occlusion, **kwargs)
-    return jnp.mean((out - targets - 0.05) ** 2)
+    params = {"sprites": dict(sprites, prototypes=prototypes)}
+    out = decomposition.decompose(spec, stage, params, _zero_heads(2, 2),
+                                  jnp.asarray(targets) + 0.05, train=False)
+    return jnp.mean((out["reconstruction"] - targets - 0.05) ** 2)
   grads = np.asarray(jax.grad(loss)(sprites["prototypes"]))
   assert np.abs(grads[0]).max() == 0.0 and np.abs(grads[1]).max() > 0 and np.abs(grads[2]).max() > 0
+  # Frozen sprites get no gradient at all.
+  frozen = decomposition.Stage(1, 1, True)
+  grads = jax.grad(lambda p: jnp.mean(decomposition.decompose(
+      spec, frozen, {"sprites": dict(sprites, prototypes=p)}, _zero_heads(2, 2),
+      jnp.asarray(targets), train=False)["errors"]))(sprites["prototypes"])
+  assert np.abs(np.asarray(grads)).max() == 0.0
 
 
-def test_instance_labels_take_the_front_most_covering_layer():
-  alphas = np.zeros((2, 1, 3, 3, 1), np.float32)
-  alphas[0, 0, 0:2, 0:2] = 0.9      # layer 0: top-left block
-  alphas[1, 0, 1:3, 1:3] = 0.6      # layer 1 (in front): bottom-right block
-  alphas[1, 0, 0, 2] = 0.4          # below the 0.5 threshold: not covered
-  selection = np.ones((2, 1), np.float32)
-  labels = dti_sprites.instance_labels(selection, alphas, compositing.fixed_occlusion(2))
+def test_empty_sprite_leaves_the_image_unchanged():
+  """An all-empty composition reconstructs the background exactly, and adding the empty
+  sprite as a layer over any composite changes nothing."""
+  sprites = dti_sprites.init_sprites(2, 4, 4, 3, mask_std=2.0)
+  stacks = dti_sprites.sprite_stack(sprites, add_empty=True, train=False)
+  empty = stacks[-1]
+  placed = dti_sprites.place_sprite(empty, jnp.full((6,), 0.3), jnp.array([0.2, 0.1, -0.3]),
+                                    8, 8, 3)
+  np.testing.assert_array_equal(placed[..., 3:], 0.0)   # transparent everywhere
+  background = jax.random.uniform(jax.random.key(0), (8, 8, 3))
+  colours = jnp.stack([background, jnp.zeros((8, 8, 3))])
+  alphas = jnp.stack([jnp.ones((8, 8, 1)), placed[..., 3:4]])
+  np.testing.assert_allclose(compositing.compose(colours, alphas,
+                                                 compositing.fixed_occlusion(2)), background)
+
+
+def test_exhaustive_selection_picks_the_best_sprite_background_pair():
+  spec = _tiny_spec(n_layers=1, n_backgrounds=2, layer_transform=False, bkg_modules=("identity",),
+                    selection="exhaustive", n_sprites=2)
+  masks = np.zeros((2, 8, 8, 1), np.float32)
+  masks[0, :4] = 1
+  masks[1, 4:] = 1
+  sprites = {"prototypes": jnp.stack([jnp.full((8, 8, 3), 0.2), jnp.full((8, 8, 3), 0.7)]),
+             "masks": jnp.asarray(masks)}
+  backgrounds = jnp.stack([jnp.full((8, 8, 3), 0.9), jnp.full((8, 8, 3), 0.4)])
+  image = np.full((1, 8, 8, 3), 0.4, np.float32)
+  image[0, 4:] = 0.7                                 # sprite 1 over background 1
+  out = decomposition.decompose(spec, decomposition.Stage(1, 1, False),
+                                {"sprites": sprites, "backgrounds": backgrounds}, {},
+                                jnp.asarray(image), train=False)
+  assert int(np.argmax(out["selection"][0, 0])) == 1 and int(out["background_choice"][0]) == 1
+  np.testing.assert_allclose(out["reconstruction"], image, atol=1e-6)
+
+
+def test_layer_labels_take_the_front_most_covering_layer():
+  alphas = np.zeros((2, 3, 3, 1), np.float32)
+  alphas[0, 0:2, 0:2] = 0.9      # layer 0: top-left block
+  alphas[1, 1:3, 1:3] = 0.6      # layer 1 (in front): bottom-right block
+  alphas[1, 0, 2] = 0.4          # below the 0.5 threshold: not covered
+  labels = dti_sprites.layer_labels(alphas, compositing.fixed_occlusion(2))
   np.testing.assert_array_equal(labels, [[1, 1, 0], [1, 2, 2], [0, 2, 2]])
   # Hard occlusion 0.5 (predicted at init) marks neither in front: labels add up, clamped.
   half = jnp.array([[0.0, 0.5], [0.5, 0.0]])
-  labels = dti_sprites.instance_labels(selection, alphas, half)
+  labels = dti_sprites.layer_labels(alphas, half)
   assert int(labels[1, 1]) == 2  # 1 + 2 = 3, clamped to L = 2
-  semantic = dti_sprites.instance_labels(selection, alphas, compositing.fixed_occlusion(2),
-                                         layer_labels=jnp.array([7, 4]))
+  semantic = dti_sprites.layer_labels(alphas, compositing.fixed_occlusion(2), jnp.array([7, 4]))
   np.testing.assert_array_equal(semantic[1], [7, 4, 4])
+  # Uncovered pixels take the layer whose colour is closest (eval_with_bkg False).
+  colours = jnp.stack([jnp.full((3, 3, 3), 0.1), jnp.full((3, 3, 3), 0.9)])
+  image = jnp.full((3, 3, 3), 0.8)
+  filled = dti_sprites.fill_uncovered(labels, colours, image)
+  assert int(filled[0, 2]) == 2 and int(filled[2, 0]) == 2 and int(filled[0, 0]) == 1
+
+
+def test_separable_placement_equals_the_bilinear_gather():
+  from dti_jax.transforms import placement
+  image = jax.random.uniform(jax.random.key(1), (24, 24, 5))
+  for beta in ([0.0, 0.0, 0.0], [-0.7, 0.31, -0.55], [0.4, -1.2, 0.9]):
+    beta = jnp.asarray(beta)
+    expected = placement.warp_to_canvas(image, placement.position_matrix(beta), 35, 35)
+    np.testing.assert_allclose(placement.place_with_position(image, beta, 35, 35), expected,
+                               atol=1e-5)
+  grad = jax.grad(lambda b: jnp.sum(placement.place_with_position(image, b, 35, 35) ** 2))
+  reference = jax.grad(lambda b: jnp.sum(placement.warp_to_canvas(
+      image, placement.position_matrix(b), 35, 35) ** 2))
+  beta = jnp.array([-0.3, 0.2, 0.1])
+  np.testing.assert_allclose(grad(beta), reference(beta), rtol=1e-4, atol=1e-4)
