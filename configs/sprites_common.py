@@ -50,6 +50,7 @@ def dti_sprites_config() -> ml_collections.ConfigDict:
 
   config.optim = ml_collections.ConfigDict()
   config.optim.lr = 1e-4
+  config.optim.sprite_lr = 0.0         # > 0: own lr of sprites and backgrounds (else lr)
   config.optim.weight_decay = 1e-6     # coupled L2, transformer group only
   config.optim.b1 = 0.9
   config.optim.b2 = 0.999

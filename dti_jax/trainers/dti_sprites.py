@@ -218,11 +218,16 @@ def active_groups(spec: decomposition.SpritesSpec, stage: Stage,
 
 def learning_rates(config: ml_collections.ConfigDict, step: jax.Array,
                    steps_per_epoch: int) -> tuple[jax.Array, jax.Array]:
-  """(cluster lr, transformer lr): MultiStepLR per epoch with a gamma per group."""
+  """(cluster lr, transformer lr): MultiStepLR per epoch with a gamma per group.
+
+  The cluster group (sprites, backgrounds) uses ``optim.sprite_lr`` when it is set
+  (> 0), else ``optim.lr`` like the transformer group, as the original.
+  """
   o = config.optim
   epochs_done = step // steps_per_epoch
   decays = sum((epochs_done >= e).astype(jnp.float32) for e in o.lr_milestones)
-  return o.lr * o.gamma_sprites ** decays, o.lr * o.gamma_transformer ** decays
+  cluster_lr = o.sprite_lr if o.sprite_lr > 0 else o.lr
+  return cluster_lr * o.gamma_sprites ** decays, o.lr * o.gamma_transformer ** decays
 
 
 def forward(config, spec, stage, params, batch_stats, images, *, train: bool,
