@@ -63,7 +63,6 @@ class SpritesEvaluator:
   def __init__(self, config, mesh, source: data_pipelines.ArraySource):
     self.config, self.mesh, self.source = config, mesh, source
     self._fns = {}
-    self.num_true_ids = int(source.masks.max()) + 1 if source.masks is not None else 1
     count = min(config.log.num_probe_images, source.num_examples)
     probes = source.images[:count].astype(np.float32) / 255.0
     self.probes = jax.make_array_from_process_local_data(partition.replicated(mesh), probes)
@@ -97,20 +96,29 @@ class SpritesEvaluator:
     return {name: value[valid] for name, value in merged.items()}
 
   def scores(self, state, stage, source=None) -> dict[str, Any]:
-    """loss, ari, ari_fg (with masks), miou (with semantic labels), acc/nmi (with labels)."""
+    """loss, ari, ari_fg (with masks), miou (with semantic labels), acc/nmi (with labels),
+    coseg_* (one layer with foreground masks)."""
     source = source or self.source
     out = self.outputs(state, stage, source)
     k = self.config.model.n_sprites + int(self.config.model.add_empty_sprite)
     result = {"loss": float(np.mean(out["error"]))}
     if "ari" in out:
       result["ari"], result["ari_fg"] = float(np.mean(out["ari"])), float(np.mean(out["ari_fg"]))
-    if source.semantic is not None:
+    if source.semantic is not None and self.config.eval.semantic:
       classes = max(int(source.semantic.max()), k) + 1
       confusion = segmentation.segmentation_confusion(
           source.semantic[:len(out["semantic"])], out["semantic"], classes)
       semantic = segmentation.segmentation_scores(confusion)
       result["miou"], result["miou_nobkg"] = semantic["avg_iou"], semantic["avg_iou_nobkg"]
       result["semantic_acc"] = semantic["global_acc"]
+    if source.masks is not None and self.config.model.n_layers == 1:
+      # Cosegmentation (single-object data with foreground masks, e.g. Weizmann Horse):
+      # foreground = the chosen sprite's mask > 0.5; fg/bg matched by Hungarian.
+      truth = (source.masks[:len(out["instance"])] > 0).astype(np.int64)
+      coseg = segmentation.segmentation_scores(segmentation.segmentation_confusion(
+          truth, (out["instance"] > 0).astype(np.int64), 2))
+      result.update(coseg_acc=coseg["global_acc"], coseg_miou=coseg["avg_iou"],
+                    coseg_iou_fg=coseg["iou_cls1"])
     clusters = out["choice"][:, 0]
     if source.num_classes and self.config.model.n_layers == 1:
       result.update(clustering_metrics.clustering_scores(

@@ -22,6 +22,19 @@ def test_fixed_order_equals_over_compositing():
   np.testing.assert_allclose(got, _over(colours, alphas), rtol=1e-5, atol=1e-6)
 
 
+def test_one_opaque_layer_returns_that_layer_whatever_is_behind():
+  rng = np.random.default_rng(1)
+  colours = rng.random((3, 4, 5, 3)).astype(np.float32)
+  alphas = rng.random((3, 4, 5, 1)).astype(np.float32)
+  alphas[0], alphas[2] = 1.0, 1.0       # background and an opaque front layer
+  got = compositing.compose(colours, alphas, compositing.fixed_occlusion(3))
+  np.testing.assert_allclose(got, colours[2], atol=1e-6)
+  # With a predicted matrix saying layer 2 covers layer 1 fully, the same holds.
+  occlusion = compositing.with_background(compositing.predicted_occlusion(jnp.array([30.0])))
+  got = compositing.compose(colours, alphas, occlusion)
+  np.testing.assert_allclose(got, colours[2], atol=1e-6)
+
+
 def test_binary_alphas_show_the_front_most_covering_slot():
   colours = np.stack([np.full((2, 2, 1), v, np.float32) for v in (0.1, 0.5, 0.9)])
   alphas = np.zeros((3, 2, 2, 1), np.float32)

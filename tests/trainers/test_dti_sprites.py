@@ -150,3 +150,26 @@ def test_validate_names_the_bad_key():
   config.train.sprite_curriculum_epochs = (1, 2)
   with pytest.raises(ValueError, match=r"config\.train\.sprite_curriculum_epochs"):
     trainer.validate(config, (64, 64, 3))
+
+
+def test_cosegmentation_scores_of_an_all_foreground_mask_have_the_closed_form():
+  from configs import sprites_single
+  import data_pipelines
+  from dti_jax.trainers import sprites_evaluation
+  config = sprites_single.single_object_config(n_sprites=1, sequence="color", curriculum=(),
+                                               mask_std=1e4, encoder="resnet32")
+  config.model.sprite_size = 16
+  config.eval.batch_size = 4
+  images = np.zeros((4, 16, 16, 3), np.uint8)
+  masks = np.zeros((4, 16, 16), np.uint8)
+  images[:, 5:11, 5:11], masks[:, 5:11, 5:11] = 255, 1      # 36 of 256 pixels
+  source = data_pipelines.ArraySource("squares", images, np.full(4, -1, np.int32), None,
+                                      masks=masks)
+  state = _state(config, (16, 16, 3))
+  evaluator = sprites_evaluation.SpritesEvaluator(config, partition.create_mesh(1), source)
+  scores = evaluator.scores(state, trainer.stage_at(config, 0, 1))
+  # The initial mask is ~1 everywhere: all pixels foreground; Hungarian then matches the
+  # predicted foreground with the larger true class (background, 220 pixels).
+  assert scores["coseg_acc"] == pytest.approx(220 / 256)
+  assert scores["coseg_miou"] == pytest.approx(0.5 * 220 / 256)
+  np.testing.assert_allclose(scores["proportions"], [1.0])
