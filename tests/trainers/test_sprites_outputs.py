@@ -19,7 +19,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def _short_config(epochs=2):
   config = tetrominoes.get_config("procedural")
-  config.data.num_examples = 96                # 3 steps per epoch
+  config.data.num_examples = 96                # 3 steps per epoch of 32
+  config.train.batch_size = 32
   config.train.num_epochs = epochs
   config.train.check_cluster_every_steps = 2
   config.eval.every_steps = 2
