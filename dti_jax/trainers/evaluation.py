@@ -163,13 +163,13 @@ def save_frame(workdir: str, step: int, images: dict[str, np.ndarray]) -> None:
     grids.save_png(os.path.join(folder, f"{name}_{step:08d}.png"), image)
 
 
-def _evolution_gifs(workdir: str) -> None:
-  """prototypes.gif and transformed_prototypes.gif from the saved frames, in step order."""
+def evolution_gifs(workdir: str, names=("prototypes", "transformed_prototypes")) -> None:
+  """<name>.gif from the saved frames of each picture name, in step order."""
   from PIL import Image
   folder = os.path.join(workdir, "images")
   if not os.path.isdir(folder):
     return
-  for name in ("prototypes", "transformed_prototypes"):
+  for name in names:
     paths = sorted(p for p in os.listdir(folder) if p.startswith(name + "_0"))
     frames = [np.asarray(Image.open(os.path.join(folder, p)), np.float32) / 255.0 for p in paths]
     frames = [f[..., None] if f.ndim == 2 else f for f in frames]
@@ -189,7 +189,7 @@ def save_final_outputs(workdir: str, state, scores: dict[str, Any],
     grids.save_png(os.path.join(folder, f"prototype{k}.png"), proto)
   grids.save_png(os.path.join(workdir, "prototypes.png"),
                  grids.upscale(grids.make_grid(protos, len(protos)), 4))
-  _evolution_gifs(workdir)
+  evolution_gifs(workdir)
   for k, pictures in examples.items():
     cluster_dir = os.path.join(workdir, "clusters", f"cluster{k}")
     os.makedirs(cluster_dir, exist_ok=True)

@@ -225,8 +225,7 @@ def save_final_outputs(workdir, evaluator, state, stage, source, scores,
   grids.save_png(os.path.join(workdir, "segmentations.png"),
                  decomposition_grid(images, out, k))
   write_segmentations(os.path.join(workdir, "segmentations"), images, out)
-  _gif(workdir, "sprites")
-  _gif(workdir, "decomposition")
+  evaluation.evolution_gifs(workdir, ("sprites", "decomposition"))
   with open(os.path.join(workdir, "sprite_usage.tsv"), "w") as f:
     f.write("sprite\tusage\n")
     f.writelines(f"{k}\t{p:.6f}\n" for k, p in enumerate(scores["proportions"]))
@@ -248,13 +247,3 @@ def write_segmentations(folder: str, images: np.ndarray, out: dict[str, np.ndarr
                    colour_labels(out["instance"][i], TAB10))
     Image.fromarray(out["instance"][i].astype(np.uint8)).save(
         os.path.join(folder, f"{name}_labels.png"))
-
-
-def _gif(workdir: str, name: str) -> None:
-  folder = os.path.join(workdir, "images")
-  if not os.path.isdir(folder):
-    return
-  paths = sorted(p for p in os.listdir(folder) if p.startswith(name + "_0"))
-  frames = [np.asarray(Image.open(os.path.join(folder, p)), np.float32) / 255.0 for p in paths]
-  if frames:
-    grids.save_gif(os.path.join(workdir, f"{name}.gif"), frames)

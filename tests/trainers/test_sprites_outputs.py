@@ -56,6 +56,8 @@ def test_run_scores_and_leaves_sprites_segmentations_and_usage(trained):
   assert labels.shape == (35, 35) and labels.max() <= 3
   frames = sorted(p for p in os.listdir(workdir / "images") if p.startswith("decomposition_0"))
   assert len(frames) == 3                                 # steps 2 and 4, and the final one
+  with Image.open(workdir / "decomposition.gif") as gif:
+    assert gif.n_frames == 3
   grid = np.asarray(Image.open(workdir / "images" / frames[-1]))
   # Rows of: input, reconstruction, 3 layers, instances, semantics; 35 px tiles, x1.
   assert grid.shape[1] == 7 * 35 + 8 and grid.shape[0] == 8 * 35 + 9
