@@ -239,7 +239,7 @@ def step_function(config: ml_collections.ConfigDict, n_active: int, steps_per_ep
                            steps_per_epoch=steps_per_epoch)
 
 
-def _copy_rows(tree, empty: jax.Array, source: jax.Array):
+def copy_rows(tree, empty: jax.Array, source: jax.Array):
   """Rows k with empty[k] take row ``source`` (every leaf has a leading K axis)."""
   def copy(x):
     mask = empty.reshape((-1,) + (1,) * (x.ndim - 1))
@@ -247,15 +247,19 @@ def _copy_rows(tree, empty: jax.Array, source: jax.Array):
   return jax.tree.map(copy, tree)
 
 
-def _copy_adam_rows(opt_state, empty, source):
-  """Applies _copy_rows to the first and second moments of every Adam state in a chain."""
+def map_adam_moments(opt_state, fn):
+  """Applies ``fn`` to the first and second moments of every Adam state in a chain."""
   def visit(node):
     if isinstance(node, optax.ScaleByAdamState):
-      return node._replace(mu=_copy_rows(node.mu, empty, source),
-                           nu=_copy_rows(node.nu, empty, source))
+      return node._replace(mu=fn(node.mu), nu=fn(node.nu))
     return node
   return jax.tree.map(visit, opt_state,
                       is_leaf=lambda n: isinstance(n, optax.ScaleByAdamState))
+
+
+def _copy_adam_rows(opt_state, empty, source):
+  """Applies copy_rows to the Adam moments of a chain."""
+  return map_adam_moments(opt_state, lambda tree: copy_rows(tree, empty, source))
 
 
 def reassign_clusters(state: TrainState, key: jax.Array, *,
@@ -280,7 +284,7 @@ def reassign_clusters(state: TrainState, key: jax.Array, *,
   noise_key, source_key = jax.random.split(key)
   std = config.model.reassign_noise_std
   protos = clusters["prototypes"]
-  copied = _copy_rows(protos, empty, source)
+  copied = copy_rows(protos, empty, source)
   noise = std * jax.random.normal(noise_key, protos.shape)
   protos = jnp.where(empty.reshape(-1, 1, 1, 1), copied + noise, protos)
   source_noise = std * jax.random.normal(source_key, protos.shape[1:])
@@ -288,9 +292,9 @@ def reassign_clusters(state: TrainState, key: jax.Array, *,
   clusters["prototypes"] = protos
   for name in ("sigmas", "mixing_logits"):
     if name in clusters:
-      clusters[name] = _copy_rows(clusters[name], empty, source)
+      clusters[name] = copy_rows(clusters[name], empty, source)
 
-  predictor = {name: (_copy_rows(tree, empty, source) if name.startswith("head_") else tree)
+  predictor = {name: (copy_rows(tree, empty, source) if name.startswith("head_") else tree)
                for name, tree in state.params["predictor"].items()}
   opt_states = {name: (_copy_adam_rows(opt, empty, source)
                        if name == CLUSTER_GROUP or name.startswith("head_") else opt)

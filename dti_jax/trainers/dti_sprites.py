@@ -295,14 +295,6 @@ def _copy_sprite_rows(tree, empty: jax.Array, source: jax.Array, num_layers: int
   return jax.tree.map(copy, tree)
 
 
-def _map_adam(opt_state, fn):
-  def visit(node):
-    if isinstance(node, optax.ScaleByAdamState):
-      return node._replace(mu=fn(node.mu), nu=fn(node.nu))
-    return node
-  return jax.tree.map(visit, opt_state, is_leaf=lambda n: isinstance(n, optax.ScaleByAdamState))
-
-
 def reassign_clusters(state: TrainState, key: jax.Array, *,
                       config: ml_collections.ConfigDict) -> tuple[TrainState, jax.Array]:
   """Sprite reassignment from layer usage (spec 8), then resets the usage meters.
@@ -330,7 +322,7 @@ def reassign_clusters(state: TrainState, key: jax.Array, *,
   protos = jnp.where(empty[:, None, None, None], noisy, protos)
   protos = protos.at[source].add(
       jnp.where(any_empty, std * jax.random.normal(source_key, protos.shape[1:]), 0.0))
-  rows = shared._copy_rows  # pylint: disable=protected-access
+  rows = shared.copy_rows
   sprites["prototypes"] = protos
   sprites["masks"] = rows(sprites["masks"], empty, source)
   head_empty = jnp.concatenate([empty, jnp.zeros((1,), bool)]) if m.add_empty_sprite else empty
@@ -338,10 +330,11 @@ def reassign_clusters(state: TrainState, key: jax.Array, *,
   predictor = {name: (copy_heads(tree) if name.startswith("head_sprite_") else tree)
                for name, tree in state.params["predictor"].items()}
   opt_states = dict(state.opt_states)
-  opt_states["masks"] = _map_adam(opt_states["masks"], lambda t: rows(t, empty, source))
+  opt_states["masks"] = shared.map_adam_moments(opt_states["masks"],
+                                                lambda t: rows(t, empty, source))
   for name in opt_states:
     if name.startswith("head_sprite_"):
-      opt_states[name] = _map_adam(opt_states[name], copy_heads)
+      opt_states[name] = shared.map_adam_moments(opt_states[name], copy_heads)
   params = dict(state.params, sprites=sprites, predictor=predictor)
   new_state = state.replace(params=params, opt_states=opt_states,
                             usage_sum=jnp.zeros_like(state.usage_sum),
