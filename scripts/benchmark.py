@@ -1,28 +1,95 @@
-"""Train-step throughput of a DTI-Clustering config, one JSON line per curriculum stage.
+"""Train-step throughput of DTI-Clustering and DTI-Sprites configs, one JSON line per run.
 
-  python scripts/benchmark.py --config=configs/mnist.py:embedded --steps=20
+  python scripts/benchmark.py --config=configs/mnist.py --steps=20
+  python scripts/benchmark.py --config=configs/tetrominoes.py:procedural --devices=4
+  python scripts/benchmark.py --all --steps=5
 
-Times the jitted train step alone (batches already on device, random images of the
-config's data shape, no input pipeline): compile time, median and p90 step time,
-images/s, peak memory (device stats where the backend has them, else process RSS).
+Each config is timed on random images of its data's shape (nothing is read or
+downloaded) at its first curriculum stage and at its last (the full transformation
+sequence), or at the stages of ``--stages``. A run reports the compile time, the
+median and p90 time of the jitted train step with the batch already on the devices,
+images/s from that median, images/s of the same step fed by the input pipeline
+(``data_pipelines.train_batches``: gather, uint8 -> float, prefetch, host -> device),
+peak memory (device statistics where the backend keeps them, else the process's
+peak RSS) and the versions.
+
+``--devices=N`` shards the batch over N devices; on a CPU-only machine N host devices
+are emulated (``--xla_force_host_platform_device_count``), which shows that the code
+shards but not a speed-up: they share the same cores.
 """
 
 import functools
+import importlib
 import json
+import os
+import platform
 import resource
+import statistics
 import sys
 import time
+import types
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+# Config files import `configs.*`: run from anywhere, the repository root comes first.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from scripts import machine  # pylint: disable=wrong-import-position
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variant].",
                                           lock_config=True)
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per stage (after compilation).")
-_STAGES = flags.DEFINE_string("stages", "first,last", "Comma-separated stages to time: "
-                              "'first', 'last' or numbers of active modules.")
-_IMAGE_SHAPE = flags.DEFINE_string("image_shape", "28,28,1", "H,W,C of the synthetic data.")
+_ALL = flags.DEFINE_bool("all", False, "Benchmark every config of ALL_CONFIGS instead.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per run (after one warm-up step).")
+_STAGES = flags.DEFINE_string(
+    "stages", "first,last", "Comma-separated stages: 'first', 'last' (the stage of the "
+    "last training step: the full transformation sequence) or epoch numbers.")
+_DEVICES = flags.DEFINE_integer("devices", 0, "Devices to shard over (0: all).")
+_PIPELINE = flags.DEFINE_bool("pipeline", True, "Also time the step fed by the input "
+                              "pipeline (needs tensorflow).")
+_PROFILE_DIR = flags.DEFINE_string(
+    "profile_dir", "", "Write a jax.profiler trace of the timed steps here (open it with "
+    "TensorBoard's profile plugin).")
+_IMAGE_SHAPE = flags.DEFINE_string("image_shape", "", "H,W,C of the random images "
+                                   "(default: the shape of the config's dataset).")
+
+METHODS = ("dti_clustering", "dti_sprites")
+
+# Every experiment config (file, variant) that `--all` runs.
+ALL_CONFIGS = (
+    ("mnist", ""), ("mnist", "embedded_gmm"), ("mnist_1k", ""), ("mnist_color", ""),
+    ("mnist_test", ""), ("fashion_mnist", ""), ("usps", ""), ("svhn", ""),
+    ("affnist_test", ""), ("frgc", ""), ("digits", ""), ("instagram", ""),
+    ("megadepth", ""), ("tetrominoes", ""), ("multi_dsprites", ""), ("clevr6", ""),
+    ("gtsrb8", ""), ("sprites_svhn", ""), ("weizmann_horse", ""), ("sprites_single", ""),
+    ("sprites_instagram", ""),
+)
+
+# (H, W, C) of each data source as the data layer returns it.
+_SHAPES = {
+    "mnist": (28, 28, 1), "mnist_embedded": (28, 28, 1), "mnist_1k": (28, 28, 1),
+    "mnist_color": (28, 28, 3), "fashion_mnist": (28, 28, 1), "usps": (16, 16, 1),
+    "svhn": (32, 32, 3), "affnist_test": (40, 40, 1), "frgc": (32, 32, 3),
+    "digits_embedded": (8, 8, 1), "gtsrb8": (28, 28, 3), "weizmann_horse": (128, 128, 3),
+    "tetrominoes": (35, 35, 3), "tetrominoes_procedural": (35, 35, 3),
+    "multi_dsprites": (64, 64, 3), "multi_dsprites_procedural": (64, 64, 3),
+    "clevr6": (128, 128, 3),
+}
+
+
+def image_shape(config, override: str = "") -> tuple[int, int, int]:
+  """(H, W, C) of the config's dataset (image_folder, gtsrb8, horse: data.image_size)."""
+  if override:
+    return tuple(int(v) for v in override.split(","))
+  name, size = config.data.name, config.data.get("image_size") or 0
+  if name == "image_folder":
+    return (size, size, 3)
+  if name in ("gtsrb8", "weizmann_horse") and size > 0:
+    return (size, size, 3)
+  if name not in _SHAPES:
+    raise ValueError(f"config.data.name={name!r} has no known image shape; "
+                     "pass --image_shape=H,W,C")
+  return _SHAPES[name]
 
 
 def _peak_memory_mb(device) -> float:
@@ -32,55 +99,138 @@ def _peak_memory_mb(device) -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main(argv):
-  del argv
+def _timed(run, steps: int) -> list[float]:
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    run()
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def benchmark(config, name: str, *, steps: int, stages: list[str], num_devices: int | None,
+              pipeline: bool, shape_override: str = "", profile_dir: str = "") -> list[dict]:
+  """Times the config's train step at each stage; returns one record per stage."""
   import jax
-  import jax.numpy as jnp
   import numpy as np
 
-  from dti_jax import transforms
-  from dti_jax.trainers import dti_clustering, partition
+  from dti_jax.trainers import partition
 
-  config = _CONFIG.value
-  shape = tuple(int(v) for v in _IMAGE_SHAPE.value.split(","))
-  dti_clustering.validate(config, shape)
-  mesh = partition.create_mesh()
-  repl, data_sh = partition.replicated(mesh), partition.data_sharding(mesh)
+  # Each method's trainer module is named after it; the training loop (and with it the
+  # tf.data pipeline) is not needed to time the step.
+  if config.method not in METHODS:
+    raise ValueError(f"config.method={config.method!r}: benchmark.py times {METHODS}")
+  method = importlib.import_module(f"dti_jax.trainers.{config.method}")
+  shape = image_shape(config, shape_override)
+  method.validate(config, shape)
+  mesh = partition.create_mesh(num_devices)
   batch_size = config.train.batch_size
   partition.check_batch_size(batch_size, mesh, "config.train.batch_size")
   rng = np.random.default_rng(0)
-  protos = rng.random((config.model.n_prototypes,) + shape, np.float32)
-  images = jax.device_put(rng.random((batch_size,) + shape, np.float32), data_sh)
-  n_modules = len(transforms.parse_sequence(config.model.transformation_sequence))
-  stages = [{"first": 1, "last": n_modules}.get(s, None) or int(s)
-            for s in _STAGES.value.split(",")]
-  for n_active in stages:
-    state = jax.jit(functools.partial(dti_clustering.create_state, config),
-                    out_shardings=repl)(jax.random.key(0), jnp.asarray(protos))
-    step = jax.jit(functools.partial(dti_clustering.train_step, config=config,
-                                     n_active=n_active, steps_per_epoch=10**9),
-                   in_shardings=(repl, data_sh), out_shardings=(repl, repl), donate_argnums=0)
+  num_images = batch_size * (steps + 2)
+  images = rng.integers(0, 256, (num_images,) + shape, dtype=np.uint8)
+  source = types.SimpleNamespace(name="random", images=images, num_examples=num_images,
+                                 labels=np.full(num_images, -1, np.int32), num_classes=None,
+                                 masks=None, semantic=None, image_shape=shape)
+  steps_per_epoch = 1000
+  total_steps = config.train.num_epochs * steps_per_epoch
+  repl = partition.replicated(mesh)
+  device_batch = partition.to_global(
+      {"image": images[:batch_size].astype(np.float32) / 255.0}, mesh)
+  records = []
+  for stage_name in stages:
+    at_step = {"first": 0, "last": total_steps - 1}.get(stage_name)
+    at_step = int(stage_name) * steps_per_epoch if at_step is None else at_step
+    stage = method.stage_at(config, at_step, steps_per_epoch)
+    state = jax.jit(functools.partial(method.create_state, config), out_shardings=repl)(
+        jax.random.key(0), method.init_arrays(config, source))
+    state = state.replace(step=jax.numpy.asarray(at_step, state.step.dtype))
+    step_fn = jax.jit(method.step_function(config, stage, steps_per_epoch),
+                      in_shardings=(repl, partition.data_sharding(mesh)),
+                      out_shardings=(repl, repl), donate_argnums=0)
     start = time.perf_counter()
-    compiled = step.lower(state, {"image": images}).compile()
+    compiled = step_fn.lower(state, device_batch).compile()
     compile_s = time.perf_counter() - start
-    state, metrics = compiled(state, {"image": images})  # warm-up
-    jax.block_until_ready(metrics)
-    times = []
-    for _ in range(_STEPS.value):
-      start = time.perf_counter()
-      state, metrics = compiled(state, {"image": images})
+    holder = {"state": compiled(state, device_batch)[0]}  # warm-up
+
+    def run_on_device():
+      holder["state"], metrics = compiled(holder["state"], device_batch)
       jax.block_until_ready(metrics)
-      times.append(time.perf_counter() - start)
-    median, p90 = float(np.median(times)), float(np.percentile(times, 90))
-    print(json.dumps({
-        "config": sys.argv[1:], "model": config.model.name,
-        "sequence": config.model.transformation_sequence, "active_modules": n_active,
+
+    if profile_dir:
+      with jax.profiler.trace(os.path.join(profile_dir, f"{name}_{stage_name}".replace(
+          "/", "_").replace(":", "_").replace(" ", "_"))):
+        times = _timed(run_on_device, steps)
+    else:
+      times = _timed(run_on_device, steps)
+    median = statistics.median(times)
+    record = {
+        "config": name, "method": config.method,
+        "stage": f"{stage_name}: {method.describe_stage(config, stage)}",
         "device": jax.devices()[0].device_kind, "devices": mesh.size,
-        "batch_size": batch_size, "compile_s": round(compile_s, 2),
-        "step_ms_median": round(1e3 * median, 2), "step_ms_p90": round(1e3 * p90, 2),
-        "images_per_s": round(batch_size / median, 1),
-        "peak_memory_mb": round(_peak_memory_mb(jax.devices()[0]), 1),
-        "jax": jax.__version__}), flush=True)
+        "host_cpu": machine.cpu_model(),
+        "batch_size": batch_size, "image_shape": list(shape),
+        "compile_s": round(compile_s, 2), "step_ms_median": round(1e3 * median, 2),
+        "step_ms_p90": round(1e3 * float(np.percentile(times, 90)), 2),
+        "images_per_s": round(batch_size / median, 1)}
+    if pipeline:
+      record["images_per_s_with_pipeline"] = _with_pipeline(
+          compiled, holder, source, batch_size, steps, mesh)
+    record.update({"peak_memory_mb": round(_peak_memory_mb(jax.devices()[0]), 1),
+                   "jax": jax.__version__, "python": platform.python_version()})
+    records.append(record)
+  return records
+
+
+def _with_pipeline(compiled, holder, source, batch_size: int, steps: int, mesh) -> float:
+  """images/s of the step fed batch by batch from the tf.data pipeline."""
+  import jax
+
+  from dti_jax.trainers import partition
+  try:
+    import data_pipelines
+  except ImportError as error:
+    raise SystemExit(f"--pipeline needs the data pipeline's packages ({error}); install "
+                     "requirements.txt or pass --nopipeline") from error
+  batches = data_pipelines.train_batches(source, global_batch_size=batch_size, seed=0,
+                                         epoch=0)
+  start = time.perf_counter()
+  for _, host_batch in zip(range(steps), batches):
+    batch = partition.to_global({"image": host_batch["image"]}, mesh)
+    holder["state"], metrics = compiled(holder["state"], batch)
+  jax.block_until_ready(metrics)
+  return round(batch_size * steps / (time.perf_counter() - start), 1)
+
+
+def _load_config(name: str, variant: str):
+  module = importlib.import_module(f"configs.{name}")
+  return module.get_config(variant)
+
+
+def _config_name() -> str:
+  """The --config argument and its --config.* overrides, e.g. 'configs/mnist.py:embedded'."""
+  parts = [a.split("=", 1)[-1] for a in sys.argv[1:] if a.startswith("--config=")]
+  parts += [a[len("--config."):] for a in sys.argv[1:] if a.startswith("--config.")]
+  return " ".join(parts)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  if _ALL.value == (_CONFIG.value is not None):
+    raise app.UsageError("pass exactly one of --config and --all")
+  if _DEVICES.value > 1:  # Emulated host devices when there is no accelerator.
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={_DEVICES.value}")
+  runs = ([(f"{n}:{v}" if v else n, _load_config(n, v)) for n, v in ALL_CONFIGS]
+          if _ALL.value else [(_config_name(), _CONFIG.value)])
+  for name, config in runs:
+    for record in benchmark(config, name, steps=_STEPS.value,
+                            stages=_STAGES.value.split(","),
+                            num_devices=_DEVICES.value or None, pipeline=_PIPELINE.value,
+                            shape_override=_IMAGE_SHAPE.value,
+                            profile_dir=_PROFILE_DIR.value):
+      print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Four emulated CPU devices for every test (multi-device tests pick the ones they need)."""
+"""Eight emulated CPU devices for every test (multi-device tests pick the ones they need)."""
 
 import os
 
@@ -6,4 +6,4 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax  # noqa: E402
 
-jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_num_cpu_devices", 8)

@@ -32,7 +32,8 @@ def affine_grid(theta: jax.Array, height: int, width: int) -> jax.Array:
   ys = (2.0 * jnp.arange(height, dtype=jnp.float32) + 1.0) / height - 1.0
   grid_x, grid_y = jnp.meshgrid(xs, ys)  # [H, W] each, x along the width
   homogeneous = jnp.stack([grid_x, grid_y, jnp.ones_like(grid_x)], axis=-1)
-  return homogeneous @ theta.T
+  # Full float32: TF32 matmuls on GPUs would move the sampling points by ~1e-4.
+  return jnp.matmul(homogeneous, theta.T, precision=jax.lax.Precision.HIGHEST)
 
 
 def affine_matrix(beta: jax.Array) -> jax.Array:

@@ -35,7 +35,8 @@ def homography_grid(matrix: jax.Array, height: int, width: int) -> jax.Array:
   ys = jnp.linspace(-1.0, 1.0, height, dtype=jnp.float32)
   grid_x, grid_y = jnp.meshgrid(xs, ys)
   homogeneous = jnp.stack([grid_x, grid_y, jnp.ones_like(grid_x)], axis=-1)
-  mapped = homogeneous @ matrix.T  # [H, W, 3]
+  mapped = jnp.matmul(homogeneous, matrix.T,
+                      precision=jax.lax.Precision.HIGHEST)  # [H, W, 3], full float32
   z = mapped[..., 2:]
   # Replacing small z before the division keeps the unused branch of the
   # `where` finite, so its gradient cannot turn into NaN.

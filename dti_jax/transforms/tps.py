@@ -107,5 +107,6 @@ def warp_tps(
   height, width, _ = image.shape
   basis = jnp.asarray(tps_basis(grid_size, height, width))
   source_points = jnp.asarray(control_points(grid_size)) + beta.reshape(-1, 2)
-  grid = (basis @ source_points).reshape(height, width, 2)
+  grid = jnp.matmul(basis, source_points,  # full float32, also on GPUs (no TF32)
+                    precision=jax.lax.Precision.HIGHEST).reshape(height, width, 2)
   return grid_sample(image, grid, align_corners=False, padding_mode=padding_mode)
