@@ -57,12 +57,12 @@ METHODS = ("dti_clustering", "dti_sprites")
 
 # Every experiment config (file, variant) that `--all` runs.
 ALL_CONFIGS = (
-    ("mnist", ""), ("mnist", "embedded_gmm"), ("mnist_1k", ""), ("mnist_color", ""),
-    ("mnist_test", ""), ("fashion_mnist", ""), ("usps", ""), ("svhn", ""),
-    ("affnist_test", ""), ("frgc", ""), ("digits", ""), ("instagram", ""),
-    ("megadepth", ""), ("tetrominoes", ""), ("multi_dsprites", ""), ("clevr6", ""),
-    ("gtsrb8", ""), ("sprites_svhn", ""), ("weizmann_horse", ""), ("sprites_single", ""),
-    ("sprites_instagram", ""),
+    ("mnist", ""), ("mnist", "embedded"), ("mnist", "embedded_gmm"), ("mnist_1k", ""),
+    ("mnist_color", ""), ("mnist_test", ""), ("fashion_mnist", ""), ("usps", ""),
+    ("svhn", ""), ("affnist_test", ""), ("frgc", ""), ("digits", ""), ("instagram", ""),
+    ("megadepth", ""), ("tetrominoes", ""), ("tetrominoes", "procedural"),
+    ("multi_dsprites", ""), ("multi_dsprites", "procedural"), ("clevr6", ""),
+    ("gtsrb8", ""), ("sprites_svhn", ""), ("weizmann_horse", ""), ("sprites_instagram", ""),
 )
 
 # (H, W, C) of each data source as the data layer returns it.

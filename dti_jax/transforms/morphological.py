@@ -87,9 +87,11 @@ def _window_sum_bwd(k, residuals, grad):
   grad_padded = _shifted_sum(jnp.pad(grad, border), weights[::-1], k, padded_height,
                              padded_width)
   rows = jnp.stack([padded[:, dy:dy + height, :] for dy in range(k)])  # [k, C, H, Pw]
-  per_row = jnp.einsum("ycha,chw->yaw", rows, grad)  # [k, Pw, W]
+  full = jax.lax.Precision.HIGHEST  # float32 also on GPUs, whose default is TF32
+  per_row = jnp.einsum("ycha,chw->yaw", rows, grad, precision=full)  # [k, Pw, W]
   grad_weights = jnp.einsum("yaw,xaw->yx", per_row,
-                            jnp.asarray(_diagonal_selector(k, padded_width, width)))
+                            jnp.asarray(_diagonal_selector(k, padded_width, width)),
+                            precision=full)
   return grad_padded, grad_weights.reshape(-1)
 
 

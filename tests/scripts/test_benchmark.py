@@ -1,9 +1,15 @@
 """The benchmark scripts: records of the JAX one, stage arithmetic of the originals' driver."""
 
+import glob
+import importlib
+import os
+
 import pytest
 
 from configs import digits, mnist, multi_dsprites, tetrominoes
 from scripts import benchmark, benchmark_original
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_benchmark_records_both_stages_sharded_and_with_pipeline():
@@ -30,6 +36,14 @@ def test_image_shapes_follow_the_configs_data():
   config.data.name = "nowhere"
   with pytest.raises(ValueError, match="config.data.name='nowhere'.*--image_shape"):
     benchmark.image_shape(config)
+
+
+def test_all_mode_covers_every_experiment_config():
+  files = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py"))}
+  experiments = {f for f in files
+                 if hasattr(importlib.import_module(f"configs.{f}"), "get_config")}
+  # image_collection is the generic recipe behind instagram.py and megadepth.py.
+  assert experiments - {"image_collection"} == {name for name, _ in benchmark.ALL_CONFIGS}
 
 
 def test_every_config_of_all_mode_loads():

@@ -126,13 +126,13 @@ def test_reassignment_copies_the_most_used_sprite_with_its_heads_and_moments():
   assert float(new.usage_batches) == 0
 
 
-def test_train_step_on_2_4_8_devices_matches_one_device():
+def test_train_step_on_eight_devices_matches_one_device():
   config = _config("tetrominoes:procedural")
   shape = CONFIGS["tetrominoes"]
   images = _images(shape, 8, seed=5)
   stage = _late_stage(config)
   results = {}
-  for n in (1, 2, 4, 8):
+  for n in (1, 8):
     mesh = partition.create_mesh(n)
     repl, data = partition.replicated(mesh), partition.data_sharding(mesh)
     state = jax.device_put(_state(config, shape), repl)
@@ -142,7 +142,7 @@ def test_train_step_on_2_4_8_devices_matches_one_device():
       state, metrics = step(state, {"image": jax.device_put(images, data)})
     results[n] = (jax.device_get(state.params), float(metrics["loss"]))
   p1, l1 = results[1]
-  for n in (2, 4, 8):
+  for n in (8,):
     pn, ln = results[n]
     np.testing.assert_allclose(l1, ln, rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4), p1, pn)
