@@ -13,6 +13,8 @@ def dti_clustering_config() -> ml_collections.ConfigDict:
   config.method = "dti_clustering"
   config.seed = 4321
   config.eval_only = False            # evaluate the workdir's latest checkpoint, no training
+  config.mixed_precision = False     # encoder convolutions in bfloat16 (params stay float32)
+  config.allow_config_change = False  # resume a workdir saved with another config
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "mnist"          # see data_pipelines.load_source

@@ -14,6 +14,8 @@ def dti_sprites_config() -> ml_collections.ConfigDict:
   config.method = "dti_sprites"
   config.seed = 0
   config.eval_only = False
+  config.mixed_precision = False     # encoder convolutions in bfloat16 (params stay float32)
+  config.allow_config_change = False  # resume a workdir saved with another config
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "tetrominoes_procedural"

@@ -40,6 +40,15 @@ def _one_line(error: Exception) -> str:
   return " ".join(lines)
 
 
+def _describe(error: Exception) -> str:
+  """One line for an expected failure; OSErrors name their file."""
+  if isinstance(error, OSError) and error.filename and error.strerror:
+    return f"{error.filename}: {error.strerror}"
+  if isinstance(error, OSError) and error.strerror:
+    return error.strerror
+  return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing with one-line errors (bad override key, bad value type, bad file)."""
   try:
@@ -70,8 +79,8 @@ def main(argv: list[str]) -> None:
   try:
     loop.train_and_evaluate(config, os.path.abspath(_WORKDIR.value),
                             num_devices=_NUM_DEVICES.value)
-  except (ValueError, FileNotFoundError) as error:
-    sys.exit(f"error: {error}")
+  except (ValueError, OSError, FloatingPointError) as error:
+    sys.exit(f"error: {_describe(error)}")
 
 
 if __name__ == "__main__":

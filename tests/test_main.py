@@ -40,3 +40,11 @@ def test_missing_tfds_dataset_says_how_to_fetch_it(tmp_path):
   assert lines[-1].startswith("error:"), lines
   assert "tfds build mnist" in lines[-1] and str(empty) in lines[-1]
   assert not any("Traceback" in line for line in lines)
+
+
+def test_unwritable_workdir_is_one_line_and_exit_status_1(tmp_path):
+  (tmp_path / "file").write_text("a file, not a folder")
+  workdir = tmp_path / "file" / "run"
+  code, lines = _run("--config=configs/digits.py", f"--workdir={workdir}")
+  assert code == 1
+  assert lines[-1] == f"error: --workdir={workdir} is not writable: Not a directory", lines

@@ -27,9 +27,11 @@ class TransformationPredictor(nn.Module):
   spec: transforms.TransformSpec
   encoder: str
   n_prototypes: int
+  mixed_precision: bool = False
 
   def setup(self):
-    self.encoder_net, _ = resnet.create_encoder(self.encoder)
+    self.encoder_net, _ = resnet.create_encoder(self.encoder,
+                                                mixed_precision=self.mixed_precision)
     sizes = self.spec.param_sizes()
     self.heads = {
         name: heads.HeadBank(self.n_prototypes, size, name=f"head_{name}")

@@ -221,9 +221,11 @@ class SpritesPredictor(nn.Module):
   bkg_modules: tuple[str, ...]
   predict_occlusion: bool
   grid_size: int = 4
+  mixed_precision: bool = False
 
   def setup(self):
-    self.encoder_net, _ = resnet.create_encoder(self.encoder, self.pool_grid)
+    self.encoder_net, _ = resnet.create_encoder(self.encoder, self.pool_grid,
+                                                self.mixed_precision)
     size = lambda name: module_size(name, self.channels, self.grid_size)
     layers, sprites = self.n_layers, self.n_sprites
     self.sprite_heads = {name: heads.HeadBank(layers * sprites, size(name), name=f"head_sprite_{name}")

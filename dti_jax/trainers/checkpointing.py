@@ -1,10 +1,15 @@
 """Orbax checkpoints in ``<workdir>/checkpoints/<step>/``: the train state plus JSON metadata.
 
 The state is restored onto the shardings of a freshly created state, so a run resumed
-on another device count still gets replicated parameters.
+on another device count still gets replicated parameters. Orbax writes each checkpoint
+to a temporary directory and renames it when complete, so a run killed mid-save leaves
+the previous checkpoints as they were; a finished checkpoint that later turns out
+unreadable (truncated or corrupted files) is moved aside and the next older one is used.
 """
 
+import logging
 import os
+import time
 from typing import Any
 
 import jax
@@ -23,15 +28,72 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, 
                                              meta=ocp.args.JsonSave(meta)), force=True)
 
 
+def step_directory(manager: ocp.CheckpointManager, step: int) -> str:
+  return os.path.join(str(manager.directory), str(step))
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
+def _set_aside(manager: ocp.CheckpointManager, step: int) -> str:
+  """Renames an unreadable checkpoint to ``<step>.unreadable-<time>`` (kept, not deleted)."""
+  source = step_directory(manager, step)
+  target = f"{source}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+  if jax.process_index() == 0:
+    os.rename(source, target)
+  return target
+
+
+def _first_mismatch(restored: Any, template: Any) -> str:
+  """'' when ``restored`` has the tree structure, shapes and dtypes of ``template``."""
+  paths = jax.tree_util.tree_flatten_with_path(template)[0]
+  leaves = jax.tree_util.tree_flatten_with_path(restored)[0]
+  if [path for path, _ in paths] != [path for path, _ in leaves]:
+    return "other arrays"
+  for (path, want), (_, got) in zip(paths, leaves):
+    if want.shape != got.shape or want.dtype != got.dtype:
+      return (f"{jax.tree_util.keystr(path)} is {got.dtype}{list(got.shape)}, the model needs "
+              f"{want.dtype}{list(want.shape)}")
+  return ""
+
+
 def restore_latest(manager: ocp.CheckpointManager, template: Any) -> tuple[Any, dict] | None:
-  """(state, meta) of the latest checkpoint, or None when the workdir has none."""
-  step = manager.latest_step()
-  if step is None:
-    return None
+  """(state, meta) of the latest readable checkpoint, or None when the workdir has none.
+
+  Newer checkpoints that fail to load while an older one loads are corrupt: each is
+  renamed aside with a warning naming it. When none loads, or the one that loads holds
+  arrays of other shapes than ``template`` (another model), a ValueError is raised and
+  nothing is moved.
+  """
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-  return restored["state"], restored["meta"]
+  failures = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    except Exception as error:  # pylint: disable=broad-except  # orbax raises many kinds
+      failures.append((step, error))
+      continue
+    mismatch = _first_mismatch(restored["state"], template)
+    if mismatch:
+      raise ValueError(f"checkpoint {step_directory(manager, step)} does not match the model "
+                       f"({mismatch}); use a new --workdir for this config")
+    for bad_step, error in failures:
+      target = _set_aside(manager, bad_step)
+      message = (f"checkpoint {step_directory(manager, bad_step)} is unreadable "
+                 f"({_first_line(error)}); moved it to {target} and resumed from step {step}")
+      logging.warning(message)
+      print(f"warning: {message}", flush=True)
+    if failures:
+      manager.reload()
+    return restored["state"], restored["meta"]
+  if failures:
+    step, error = failures[0]
+    raise ValueError(f"no checkpoint in {manager.directory} can be restored; the latest, "
+                     f"step {step}: {_first_line(error)}")
+  return None
 
 
 def restore_meta(manager: ocp.CheckpointManager) -> dict | None:

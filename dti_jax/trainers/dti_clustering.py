@@ -21,6 +21,7 @@ import optax
 
 from dti_jax import transforms
 from dti_jax.models import dti_clustering as model_lib
+from dti_jax.nets import resnet
 from dti_jax.ops import gaussian
 
 MODELS = ("dtikmeans", "dtigmm")
@@ -62,8 +63,7 @@ def validate(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int
   if "morpho" in modules and channels != 1:
     raise ValueError(f"config.model.transformation_sequence uses 'morpho', which the original "
                      f"defines for 1 channel only; the data has {channels}")
-  if min(image_shape[:2]) < 4 and m.encoder == "resnet20":
-    raise ValueError(f"image size {image_shape[:2]} is too small for config.model.encoder=resnet20")
+  resnet.check_input_size(m.encoder, image_shape)
 
 
 def transform_spec(config: ml_collections.ConfigDict, channels: int) -> transforms.TransformSpec:
@@ -76,7 +76,7 @@ def transform_spec(config: ml_collections.ConfigDict, channels: int) -> transfor
 def create_predictor(config: ml_collections.ConfigDict, channels: int):
   return model_lib.TransformationPredictor(
       spec=transform_spec(config, channels), encoder=config.model.encoder,
-      n_prototypes=config.model.n_prototypes)
+      n_prototypes=config.model.n_prototypes, mixed_precision=config.mixed_precision)
 
 
 def stage_at(config: ml_collections.ConfigDict, step: int, steps_per_epoch: int) -> int:

@@ -21,6 +21,7 @@ import optax
 from dti_jax.metrics import segmentation
 from dti_jax.models import dti_sprites as model_lib
 from dti_jax.models import sprites_decomposition as decomposition
+from dti_jax.nets import resnet
 from dti_jax.ops import compositing
 from dti_jax.trainers import dti_clustering as shared
 
@@ -84,6 +85,7 @@ def validate(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int
                        f"{curriculum} needs {len(modules) - 1} milestones for {m[key]!r}")
   if m.bkg_init not in ("constant", "mean"):
     raise ValueError(f"config.model.bkg_init={m.bkg_init!r} is not 'constant' or 'mean'")
+  resnet.check_input_size(m.encoder, image_shape, m.pool_grid)
 
 
 def _active_count(modules: tuple[str, ...], curriculum, epochs_done: int) -> int:
@@ -134,7 +136,8 @@ def create_predictor(config: ml_collections.ConfigDict, spec: decomposition.Spri
       n_sprites=spec.num_candidates, channels=spec.channels,
       sprite_modules=spec.sprite_modules, layer_transform=spec.layer_transform,
       n_backgrounds=spec.n_backgrounds, bkg_modules=spec.bkg_modules,
-      predict_occlusion=spec.predict_occlusion, grid_size=spec.grid_size)
+      predict_occlusion=spec.predict_occlusion, grid_size=spec.grid_size,
+      mixed_precision=config.mixed_precision)
 
 
 def _is_cluster(group: str) -> bool:

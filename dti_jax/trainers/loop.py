@@ -1,24 +1,33 @@
 """The training loop: step counting, curriculum stages, eval/log/checkpoint cadence, resume.
 
-This is the only impure place (files, clocks, host transfers) and the only place that
-jits step functions. Everything a resumed run needs follows from the checkpointed
-state: the data position is (epoch, batch) = divmod(step, steps_per_epoch), the
-epoch's order is a function of (seed, epoch), the curriculum stage and learning rate
-are functions of the step, and per-step randomness is fold_in(key, step).
+This is the only impure place (files, clocks, signals, host transfers) and the only
+place that jits step functions. Everything a resumed run needs follows from the
+checkpointed state: the data position is (epoch, batch) = divmod(step, steps_per_epoch),
+the epoch's order is a function of (seed, epoch), the curriculum stage and learning rate
+are functions of the step, and per-step randomness is fold_in(key, step). A run killed
+at any moment therefore ends bit-identical to an uninterrupted one.
+
+SIGTERM and SIGINT (preemption, Ctrl-C) finish the current step, write a checkpoint,
+flush TensorBoard and return; a second signal acts at once. A non-finite loss or
+parameter stops the run before it can reach a checkpoint.
 """
 
 import functools
 import os
+import signal
+import threading
 import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 import data_pipelines
 from dti_jax.trainers import (checkpointing, dti_clustering, dti_sprites, evaluation, partition,
-                              reporting, sprites_evaluation)
+                              reporting, sprites_evaluation, workdir as workdir_lib)
 
 METHODS = {"dti_clustering": dti_clustering, "dti_sprites": dti_sprites}
 EVALUATION = {"dti_clustering": evaluation, "dti_sprites": sprites_evaluation}
@@ -61,6 +70,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
   state = jax.jit(functools.partial(method.create_state, config), out_shardings=repl)(
       init_key, method.init_arrays(config, source))
+  if config.eval_only and not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    raise FileNotFoundError(f"config.eval_only=True but {os.path.join(workdir, 'checkpoints')} "
+                            "holds no checkpoint; train first with the same --workdir")
+  # Nothing is written before these checks pass.
+  changed = workdir_lib.check_saved_config(workdir, config)
+  state_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
+  workdir_lib.check_writable(workdir, needed_bytes=3 * state_bytes + 2**20)
   manager = checkpointing.create_manager(workdir)
   restored = checkpointing.restore_latest(manager, state)
   if restored is not None:
@@ -70,17 +86,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   elif config.eval_only:
     raise FileNotFoundError(f"config.eval_only=True but {os.path.join(workdir, 'checkpoints')} "
                             "holds no checkpoint; train first with the same --workdir")
+  if changed:
+    reporting.console(f"warning: config.allow_config_change=True: continuing {workdir} with "
+                      f"changed {', '.join(changed)}")
   if jax.process_index() == 0 and not config.eval_only:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json(indent=1))
+    workdir_lib.write_config(workdir, config, int(state.step))
 
   writer = reporting.create_writer(workdir)
   evaluation_lib = EVALUATION[config.method]
   evaluator = evaluation_lib.create_evaluator(config, method, mesh, source)
   progress = reporting.Progress(total_steps, int(state.step))
   if not config.eval_only:
-    state = _train(config, workdir, method, mesh, source, state, train_key, steps_per_epoch,
-                   manager, writer, evaluator, progress)
+    with _StopSignals() as stop:
+      try:
+        state = _train(config, workdir, method, mesh, source, state, train_key,
+                       steps_per_epoch, manager, writer, evaluator, progress, stop)
+      finally:
+        manager.wait_until_finished()
+        writer.flush()
+    if stop.name is not None and int(state.step) < total_steps:
+      step = int(state.step)
+      manager.close()
+      writer.close()
+      reporting.console(f"stopped by {stop.name} at step {step}/{total_steps}: checkpoint "
+                        f"{checkpointing.step_directory(manager, step)} written; rerun the "
+                        "same command to resume")
+      return {"stopped_by": stop.name, "step": step}
 
   final_step = int(state.step)
   final_stage = method.stage_at(config, max(final_step - 1, 0), steps_per_epoch)
@@ -98,9 +129,71 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   return final
 
 
+class _StopSignals:
+  """Context in which SIGTERM/SIGINT only set ``name``; a second signal acts at once."""
+
+  _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.name = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    self.name = signal.Signals(signum).name
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {sig: signal.getsignal(sig) for sig in self._SIGNALS}
+      for sig in self._SIGNALS:
+        signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+  def requested(self) -> bool:
+    """Whether any process got a stop signal (agreed over hosts, so all stop together)."""
+    if jax.process_count() == 1:
+      return self.name is not None
+    flags = multihost_utils.process_allgather(np.int32(self.name is not None))
+    if np.any(flags) and self.name is None:
+      self.name = "a signal to another host"
+    return bool(np.any(flags))
+
+
+@jax.jit
+def _first_nonfinite(first_bad: jax.Array, loss: jax.Array, step: int) -> jax.Array:
+  """The first step whose loss is NaN or Inf, or -1; stays on device (no sync per step)."""
+  return jnp.where((first_bad < 0) & ~jnp.isfinite(loss), step, first_bad)
+
+
+@jax.jit
+def _params_finite(params) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))
+
+
+def _check_finite(state, first_bad: jax.Array, step: int, manager) -> None:
+  """FloatingPointError naming the first bad step and the last good checkpoint."""
+  bad_step = int(first_bad)
+  if bad_step < 0 and bool(_params_finite(state.params)):
+    return
+  manager.wait_until_finished()
+  last = manager.latest_step()
+  where = (f"the last good checkpoint, {checkpointing.step_directory(manager, last)} (step "
+           f"{last}), is intact" if last is not None else "no checkpoint was written yet")
+  what = (f"the loss is NaN or Inf at step {bad_step}" if bad_step >= 0
+          else f"the parameters hold NaN or Inf at step {step}")
+  raise FloatingPointError(f"{what}; {where}. Lower config.optim.lr or check the data, "
+                           "then rerun to resume from that checkpoint")
+
+
 def _train(config, workdir, method, mesh, source, state, train_key, steps_per_epoch, manager,
-           writer, evaluator, progress):
-  """Runs the remaining steps of the schedule; returns the final state."""
+           writer, evaluator, progress, stop):
+  """Runs the remaining steps of the schedule (or until ``stop``); returns the state."""
   repl, data_sh = partition.replicated(mesh), partition.data_sharding(mesh)
   batch_size = config.train.batch_size
   total_steps = config.train.num_epochs * steps_per_epoch
@@ -117,6 +210,16 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
                         out_shardings=(repl, repl), donate_argnums=0)
   step = int(state.step)
   loss_sum, loss_count, stage_now = 0.0, 0, None
+  first_bad, stopping = jnp.int32(-1), False
+  multi_host = jax.process_count() > 1
+
+  def save_checkpoint():
+    _check_finite(state, first_bad, step, manager)
+    start = time.perf_counter()
+    checkpointing.save(manager, step, state, {
+        "step": step, "image_shape": list(source.image_shape), **method.stage_meta(stage_now)})
+    progress.pause(time.perf_counter() - start)
+
   while step < total_steps:
     epoch, start_batch = divmod(step, steps_per_epoch)
     for host_batch in data_pipelines.train_batches(
@@ -130,6 +233,7 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
       batch = partition.to_global({"image": host_batch["image"]}, mesh)
       state, metrics = step_fn(stage_now)(state, batch)
       step += 1
+      first_bad = _first_nonfinite(first_bad, metrics["loss"], step)
       loss_sum, loss_count = loss_sum + metrics["loss"], loss_count + 1
 
       if (config.model.reassign_clusters and step % config.train.check_cluster_every_steps == 0
@@ -143,7 +247,7 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
       if step % config.log.every_steps == 0 or step == total_steps:
         loss = float(loss_sum) / loss_count
         if not np.isfinite(loss):
-          raise RuntimeError(f"loss is {loss} between steps {step - loss_count + 1} and {step}")
+          _check_finite(state, first_bad, step, manager)
         speed = progress.update(step)
         writer.write_scalars(step, {"train/loss": loss, "train/learning_rate":
                                     float(metrics["learning_rate"]),
@@ -164,12 +268,11 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
                           f"{evaluation.format_scores(scores)}")
         progress.pause(time.perf_counter() - start)
 
-      if step % config.log.checkpoint_every_steps == 0 or step == total_steps:
-        start = time.perf_counter()
-        checkpointing.save(manager, step, state, {
-            "step": step, "image_shape": list(source.image_shape),
-            **method.stage_meta(stage_now)})
-        progress.pause(time.perf_counter() - start)
-      if step >= total_steps:
+      stopping = (not multi_host or step % config.log.every_steps == 0) and stop.requested()
+      if step % config.log.checkpoint_every_steps == 0 or step == total_steps or stopping:
+        save_checkpoint()
+      if step >= total_steps or stopping:
         break
+    if stopping:
+      break
   return state

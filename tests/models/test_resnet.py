@@ -60,3 +60,21 @@ def test_resnet32_has_five_blocks_per_stage_and_pools_channel_major():
   pooled = resnet.adaptive_average_pool(feature_map, 4)
   np.testing.assert_allclose(pooled[0, 1 * 16 + 2 * 4 + 3],
                              feature_map[0, 4:6, 6:8, 1].mean(), rtol=1e-6)
+
+
+def test_mixed_precision_keeps_float32_params_and_output_close_to_float32():
+  full, _ = resnet.create_encoder("resnet20")
+  mixed, _ = resnet.create_encoder("resnet20", mixed_precision=True)
+  x = jax.random.uniform(jax.random.key(2), (4, 28, 28, 1))
+  variables = full.init(jax.random.key(0), x, train=False)
+  assert mixed.init(jax.random.key(0), x, train=False)["params"].keys() == variables["params"].keys()
+  assert {leaf.dtype for leaf in jax.tree.leaves(
+      mixed.init(jax.random.key(0), x, train=False))} == {jnp.dtype(jnp.float32)}
+  reference = full.apply(variables, x, train=True, mutable=["batch_stats"])[0]
+  out, updates = mixed.apply(variables, x, train=True, mutable=["batch_stats"])
+  assert out.dtype == jnp.float32
+  assert {leaf.dtype for leaf in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
+  # bfloat16 has an 8-bit mantissa: relative error of a few 1e-3 per op, not more.
+  scale = float(jnp.max(jnp.abs(reference)))
+  assert float(jnp.max(jnp.abs(out - reference))) < 0.05 * scale
+  assert float(jnp.max(jnp.abs(out - reference))) > 0  # it did compute in bfloat16
