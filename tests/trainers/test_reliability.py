@@ -5,7 +5,9 @@ affine from epoch 1, cluster reassignment every 10 steps, a checkpoint every 5 s
 so every fault lands in a different phase of the schedule.
 """
 
+import concurrent.futures
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,12 +45,10 @@ def _command(workdir, seed):
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-  """Subprocess environment sharing one persistent compilation cache (faster restarts)."""
-  cache = tmp_path_factory.mktemp("jax_cache")
-  return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache),
-          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-          "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+def env():
+  """The subprocesses share the session's persistent compilation cache (conftest.py)."""
+  assert "JAX_COMPILATION_CACHE_DIR" in os.environ
+  return dict(os.environ)
 
 
 def _run_until(command, env, step, sig):
@@ -107,23 +107,29 @@ def _uninterrupted(tmp_path_factory, seed):
   return _UNINTERRUPTED[seed]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sigkill_at_five_steps_resumes_bit_identical(tmp_path, tmp_path_factory, env, seed):
-  """Killed at 5 points (inside the identity phase, next to a checkpoint, after a
-  reassignment, at the curriculum switch, near the end); each rerun resumes."""
-  workdir = tmp_path / "run"
-  kill_steps = [4 + seed, 13, 21 + seed, 28, 47 - seed]
-  for kill_step in kill_steps:
+def _killed_five_times(workdir, seed, env):
+  """Kills the run at 5 points (inside the identity phase, next to a checkpoint, after a
+  reassignment, at the curriculum switch, near the end), then lets a rerun finish."""
+  for kill_step in (4 + seed, 13, 21 + seed, 28, 47 - seed):
     code, _ = _run_until(_command(workdir, seed), env, kill_step, signal.SIGKILL)
     assert code == -signal.SIGKILL
-  result = subprocess.run(_command(workdir, seed), cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
-  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-  assert "resumed from" in result.stdout
-  state, meta = _final_params(workdir, _config(seed))
-  straight_state, straight_meta = _uninterrupted(tmp_path_factory, seed)
-  assert meta["step"] == straight_meta["step"] == STEPS
-  _assert_bit_identical(state, straight_state)
+  return subprocess.run(_command(workdir, seed), cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=300)
+
+
+def test_sigkill_at_five_steps_resumes_bit_identical(tmp_path, tmp_path_factory, env):
+  seeds = (0, 1, 2)
+  # The three seeds' runs overlap: one waits on imports while another computes.
+  with concurrent.futures.ThreadPoolExecutor(len(seeds)) as pool:
+    results = list(pool.map(lambda seed: _killed_five_times(tmp_path / f"run{seed}", seed, env),
+                            seeds))
+  for seed, result in zip(seeds, results):
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "resumed from" in result.stdout
+    state, meta = _final_params(tmp_path / f"run{seed}", _config(seed))
+    straight_state, straight_meta = _uninterrupted(tmp_path_factory, seed)
+    assert meta["step"] == straight_meta["step"] == STEPS
+    _assert_bit_identical(state, straight_state)
 
 
 def test_sigterm_and_sigint_checkpoint_and_exit_cleanly(tmp_path, tmp_path_factory, env):
@@ -177,6 +183,22 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp
   checkpointing.save(manager, 10, _small_state(11), {"step": 10})  # the step can be rewritten
   manager.wait_until_finished()
   assert checkpointing.restore_latest(manager, _small_state(0))[1]["step"] == 10
+  manager.close()
+
+
+def test_checkpoint_killed_mid_write_is_ignored(tmp_path):
+  """Orbax writes into a temporary folder renamed when complete; a kill leaves only that."""
+  manager = checkpointing.create_manager(str(tmp_path))
+  checkpointing.save(manager, 5, _small_state(5), {"step": 5})
+  manager.wait_until_finished()
+  manager.close()
+  partial = tmp_path / "checkpoints" / "10.orbax-checkpoint-tmp-1795770000000000"
+  shutil.copytree(tmp_path / "checkpoints" / "5", partial)
+  _corrupt(partial / "state")
+  manager = checkpointing.create_manager(str(tmp_path))
+  assert manager.all_steps() == [5]
+  state, meta = checkpointing.restore_latest(manager, _small_state(0))
+  assert meta["step"] == 5 and float(state["w"][0, 0]) == 5.0
   manager.close()
 
 
