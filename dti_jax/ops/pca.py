@@ -49,8 +49,12 @@ def statistics(features: jax.Array, mask: jax.Array | None = None) -> PCAStatist
   return PCAStatistics(count, jnp.sum(features, axis=0), outer)
 
 
-def fit(stats: PCAStatistics, out_dim: int) -> PCAWhitening:
-  """faiss's PCAMatrix with eigen_power -0.5 from accumulated statistics (host, float64)."""
+def fit(stats: PCAStatistics, out_dim: int, relative_eps: float = 0.0) -> PCAWhitening:
+  """faiss's PCAMatrix with eigen_power -0.5 from accumulated statistics (host, float64).
+
+  ``relative_eps`` > 0 adds relative_eps * lambda_1 to every kept eigenvalue before the
+  whitening (faiss and DeepCluster: 0); small or rank-deficient data needs about 1e-6.
+  """
   count, total, outer = (np.asarray(jax.device_get(x), np.float64) for x in stats)
   dim = total.shape[0]
   if not 1 <= out_dim <= dim:
@@ -60,13 +64,14 @@ def fit(stats: PCAStatistics, out_dim: int) -> PCAWhitening:
   eigenvalues, eigenvectors = np.linalg.eigh(scatter)
   order = np.argsort(eigenvalues)[::-1][:out_dim]
   eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
+  eigenvalues = eigenvalues + relative_eps * eigenvalues[0]
   smallest = eigenvalues[-1]
   # The statistics are float32 sums: below ~1e-6 of the largest, an eigenvalue is noise.
   if not smallest > 1e-6 * max(eigenvalues[0], 1e-30):
     raise ValueError(f"PCA: eigenvalue {out_dim} of the feature scatter is {smallest:.3g} "
                      f"(largest {eigenvalues[0]:.3g}); whitening to {out_dim} dimensions "
                      f"needs at least {out_dim + 1} points with non-degenerate features "
-                     f"(have {int(count)})")
+                     f"(have {int(count)}), or a relative_eps of about 1e-6")
   projection = eigenvectors / np.sqrt(eigenvalues)[None, :]
   return PCAWhitening(mean.astype(np.float32), projection.astype(np.float32),
                       eigenvalues.astype(np.float32))

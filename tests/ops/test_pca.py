@@ -58,3 +58,11 @@ def test_too_few_points_for_the_output_dimension_is_a_clear_error():
   features = jnp.asarray(_features(n=4, d=12))
   with pytest.raises(ValueError, match="needs at least 7 points .*have 4"):
     pca.fit(pca.statistics(features), 6)
+
+
+def test_relative_eps_regularises_rank_deficient_features():
+  features = jnp.asarray(_features(n=4, d=12))
+  fitted = pca.fit(pca.statistics(features), 6, relative_eps=1e-3)
+  assert np.all(np.isfinite(fitted.projection))
+  np.testing.assert_allclose(fitted.eigenvalues[-1], 1e-3 * (fitted.eigenvalues[0] / (1 + 1e-3)),
+                             rtol=1e-2)

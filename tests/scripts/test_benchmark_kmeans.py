@@ -1,0 +1,22 @@
+"""The k-means benchmark runs and agrees with scikit-learn from the same start."""
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_benchmark_kmeans_prints_one_line_per_library_with_agreeing_objectives():
+  result = subprocess.run(
+      [sys.executable, "scripts/benchmark_kmeans.py", "--n=3000", "--d=16", "--k=30",
+       "--iters=5", "--libs=jax,sklearn", "--devices=1"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+  assert [r["lib"] for r in records] == ["jax", "sklearn"]
+  assert records[0]["per_iter_ms"] > 0 and records[0]["total_s"] > 0
+  assert abs(records[1]["objective_rel_diff"]) < 1e-5
+  assert records[0]["objective"] == records[1]["objective"] or abs(
+      records[0]["objective"] / records[1]["objective"] - 1) < 1e-5
