@@ -1,0 +1,40 @@
+"""DeepCluster's VGG-16 with batch norm and the Sobel input.
+
+13 convs 3x3 (pad 1, bias) -> BN -> ReLU, max-pools after blocks, 224 -> 7; classifier
+Linear 25088 -> 4096 -> ReLU -> Dropout 0.5 -> Linear 4096 -> 4096, whose output before
+ReLU is the clustering feature (one dropout, after fc6, unlike AlexNet). Same
+initialisation and layout conventions as ``alexnet``.
+"""
+
+import flax.linen as nn
+import jax
+
+from dti_jax.nets.alexnet import BatchNorm, Conv, Dense, flatten_channel_major, max_pool
+from dti_jax.ops import sobel as sobel_lib
+
+VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+                512, 512, 512, "M")
+
+
+class VGG16(nn.Module):
+  """224x224 input -> 4096-d fc7 feature before ReLU."""
+
+  sobel: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    if self.sobel:
+      x = sobel_lib.sobel(x)
+    index = 0
+    for item in VGG16_LAYOUT:
+      if item == "M":
+        x = max_pool(x, 2, 2)
+        continue
+      index += 1
+      x = Conv(item, (3, 3), padding=((1, 1), (1, 1)), name=f"conv{index}")(x)
+      x = nn.relu(BatchNorm(use_running_average=not train, name=f"bn{index}")(x))
+      self.sow("intermediates", f"relu{index}", x)
+    x = flatten_channel_major(x)
+    x = nn.relu(Dense(4096, name="fc6")(x))
+    x = nn.Dropout(0.5, deterministic=not train)(x)
+    return Dense(4096, name="fc7")(x)
