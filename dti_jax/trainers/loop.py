@@ -26,8 +26,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 import data_pipelines
-from dti_jax.trainers import (checkpointing, dti_clustering, dti_sprites, evaluation, partition,
-                              reporting, sprites_evaluation, workdir as workdir_lib)
+from dti_jax.trainers import (checkpointing, deepcluster, dti_clustering, dti_sprites,
+                              evaluation, partition, reporting, sprites_evaluation,
+                              workdir as workdir_lib)
 
 METHODS = {"dti_clustering": dti_clustering, "dti_sprites": dti_sprites}
 EVALUATION = {"dti_clustering": evaluation, "dti_sprites": sprites_evaluation}
@@ -51,6 +52,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   With ``config.eval_only`` the latest checkpoint is scored without training.
   """
+  if config.get("method") == "deepcluster":  # a per-epoch loop of its own
+    return deepcluster.train_and_evaluate(config, workdir, num_devices)
   method = _method(config)
   source = _load_source(config, config.data.split)
   method.validate(config, source.image_shape)

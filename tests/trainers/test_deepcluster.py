@@ -1,0 +1,97 @@
+"""DeepCluster's loop on scikit-learn's digits: mechanics, resume, augmentation, head reset."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import deepcluster_mnist
+from dti_jax.trainers import checkpointing, deepcluster, loop, partition
+
+
+def _smoke(epochs):
+  config = deepcluster_mnist.get_config("smoke")
+  config.train.num_epochs = epochs
+  config.eval.nmi_seeds = 1
+  return config
+
+
+def _final_state(workdir, config):
+  mesh = partition.create_mesh(1)
+  run = deepcluster.DeepCluster(config, mesh)
+  template = run.create_state(jax.random.key(0), (8, 8, 1), 1797)
+  manager = checkpointing.create_manager(str(workdir))
+  state, meta = checkpointing.restore_latest(manager, template)
+  manager.close()
+  return jax.device_get(state), meta
+
+
+def test_run_logs_clusterings_and_resumes_bit_identical(tmp_path):
+  straight = loop.train_and_evaluate(_smoke(2), str(tmp_path / "straight"), num_devices=1)
+  assert set(straight) >= {"nmi_kmeans_labels", "knn_accuracy", "linear_probe_accuracy",
+                           "random_init_knn_accuracy"}
+  assert 0.5 < straight["knn_accuracy"] <= 1.0
+  with open(tmp_path / "straight" / "final_scores.json") as f:
+    assert json.load(f)["knn_accuracy"] == straight["knn_accuracy"]
+  # One epoch, then the same workdir extended to two: the second epoch resumes.
+  loop.train_and_evaluate(_smoke(1), str(tmp_path / "resumed"), num_devices=1)
+  resumed = loop.train_and_evaluate(_smoke(2), str(tmp_path / "resumed"), num_devices=1)
+  assert resumed["random_init_knn_accuracy"] == straight["random_init_knn_accuracy"]
+  a, meta_a = _final_state(tmp_path / "straight", _smoke(2))
+  b, meta_b = _final_state(tmp_path / "resumed", _smoke(2))
+  assert meta_a["epoch"] == meta_b["epoch"] == 2
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  # The checkpoint carries the last clustering: k = 20 clusters over all 1,797 images.
+  assignment = np.asarray(a.assignment)
+  assert assignment.shape == (1797,) and 0 <= assignment.min() and assignment.max() < 20
+  events = [n for n in os.listdir(tmp_path / "straight") if n.startswith("events.out")]
+  assert events
+
+
+def test_full_crop_is_the_identity_and_small_crops_zoom_in():
+  images = jax.random.uniform(jax.random.key(0), (3, 10, 10, 1))
+  same = deepcluster.random_resized_crop(jax.random.key(1), images, (1.0, 1.0), (1.0, 1.0))
+  np.testing.assert_array_equal(np.asarray(same), np.asarray(images))
+  ramp = jnp.tile(jnp.arange(10.0)[None, None, :, None], (4, 10, 1, 1))  # value = column
+  zoomed = np.asarray(deepcluster.random_resized_crop(jax.random.key(2), ramp, (0.25, 0.25),
+                                                      (1.0, 1.0)))
+  for image in zoomed:  # a 5-pixel-wide box (anywhere) stretched over 10 columns: x2 zoom
+    row = image[0, :, 0]
+    assert np.all(np.diff(row) >= 0) and np.all(np.diff(row) <= 1)
+    assert np.all(np.unique(row, return_counts=True)[1] <= 2) and row[-1] - row[0] <= 5
+
+
+def test_head_is_new_each_epoch_and_updated_without_momentum():
+  head = deepcluster.new_head(jax.random.key(0), 256, 100)
+  assert np.asarray(head["kernel"]).std() == pytest.approx(0.01, rel=0.05)
+  assert not np.any(np.asarray(head["bias"]))
+  other = deepcluster.new_head(jax.random.key(1), 256, 100)
+  assert not np.allclose(head["kernel"], other["kernel"])
+  config = _smoke(1)
+  grads = jax.tree.map(jnp.ones_like, head)
+  updated = deepcluster.head_update(config, head, grads)
+  np.testing.assert_allclose(np.asarray(updated["kernel"]), np.asarray(
+      head["kernel"] - 0.05 * (1 + 1e-5 * head["kernel"])), rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(updated["bias"]), -0.05, rtol=1e-6)
+
+
+def test_geometric_nmi_matches_its_definition():
+  a = np.array([0, 0, 1, 1, 2, 2])
+  b = np.array([0, 0, 1, 1, 1, 1])
+  p_ab = np.array([[2, 0], [0, 2], [0, 2]]) / 6
+  p_a, p_b = p_ab.sum(1), p_ab.sum(0)
+  mutual = sum(p * np.log(p / (p_a[i] * p_b[j])) for (i, j), p in np.ndenumerate(p_ab) if p)
+  entropy = lambda p: -np.sum(p * np.log(p))
+  assert deepcluster.nmi(a, b) == pytest.approx(mutual / np.sqrt(entropy(p_a) * entropy(p_b)))
+
+
+def test_bad_cluster_count_is_refused_before_writing(tmp_path):
+  config = _smoke(1)
+  config.cluster.k = 1
+  with pytest.raises(ValueError, match=r"config.cluster.k=1 must be in \[2, 1797\)"):
+    loop.train_and_evaluate(config, str(tmp_path / "run"), num_devices=1)
+  assert not (tmp_path / "run").exists()
