@@ -117,12 +117,29 @@ def _killed_five_times(workdir, seed, env):
                         text=True, timeout=300)
 
 
-def test_sigkill_at_five_steps_resumes_bit_identical(tmp_path, tmp_path_factory, env):
+def _stopped_by_signals(workdir, env):
+  """SIGTERM at step 9, SIGINT at step 23: each must checkpoint and exit 0."""
+  stops = []
+  for stop_step, sig in ((9, signal.SIGTERM), (23, signal.SIGINT)):
+    code, output = _run_until(_command(workdir, 0), env, stop_step, sig)
+    line = next((line for line in output.splitlines() if line.startswith("stopped by")), "")
+    events = [name for name in os.listdir(workdir) if name.startswith("events.out")]
+    stops.append((sig, stop_step, code, line, os.listdir(workdir / "checkpoints"),
+                  sum(os.path.getsize(workdir / name) for name in events), output))
+  final = subprocess.run(_command(workdir, 0), cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300)
+  return stops, final
+
+
+def test_killed_and_signalled_runs_resume_bit_identical(tmp_path, tmp_path_factory, env):
   seeds = (0, 1, 2)
-  # The three seeds' runs overlap: one waits on imports while another computes.
-  with concurrent.futures.ThreadPoolExecutor(len(seeds)) as pool:
+  # The runs overlap: one waits on imports while another computes.
+  with concurrent.futures.ThreadPoolExecutor(len(seeds) + 1) as pool:
+    signalled = pool.submit(_stopped_by_signals, tmp_path / "signalled", env)
     results = list(pool.map(lambda seed: _killed_five_times(tmp_path / f"run{seed}", seed, env),
                             seeds))
+    stops, final = signalled.result()
+  # SIGKILL at five steps for each seed, then a rerun to the end: bit-identical.
   for seed, result in zip(seeds, results):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "resumed from" in result.stdout
@@ -130,25 +147,16 @@ def test_sigkill_at_five_steps_resumes_bit_identical(tmp_path, tmp_path_factory,
     straight_state, straight_meta = _uninterrupted(tmp_path_factory, seed)
     assert meta["step"] == straight_meta["step"] == STEPS
     _assert_bit_identical(state, straight_state)
-
-
-def test_sigterm_and_sigint_checkpoint_and_exit_cleanly(tmp_path, tmp_path_factory, env):
-  workdir = tmp_path / "run"
-  for stop_step, sig in ((9, signal.SIGTERM), (23, signal.SIGINT)):
-    code, output = _run_until(_command(workdir, 0), env, stop_step, sig)
+  # SIGTERM / SIGINT: exit 0, a checkpoint of the step reached, TensorBoard flushed.
+  for sig, stop_step, code, line, checkpoints, event_bytes, output in stops:
     assert code == 0, output[-2000:]
-    line = next(line for line in output.splitlines() if line.startswith("stopped by"))
-    assert sig.name in line and "rerun the same command" in line
+    assert sig.name in line and "rerun the same command" in line, output[-2000:]
     stopped_at = int(line.split(" at step ")[1].split("/")[0])
-    assert stopped_at >= stop_step
-    assert str(stopped_at) in os.listdir(workdir / "checkpoints")
-    events = [name for name in os.listdir(workdir) if name.startswith("events.out")]
-    assert events and sum(os.path.getsize(workdir / name) for name in events) > 0
-  result = subprocess.run(_command(workdir, 0), cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert f"at step {stopped_at}" in result.stdout
-  state, _ = _final_params(workdir, _config(0))
+    assert stopped_at >= stop_step and str(stopped_at) in checkpoints
+    assert event_bytes > 0
+  assert final.returncode == 0, final.stderr[-2000:]
+  assert f"at step {stopped_at}" in final.stdout
+  state, _ = _final_params(tmp_path / "signalled", _config(0))
   _assert_bit_identical(state, _uninterrupted(tmp_path_factory, 0)[0])
 
 
