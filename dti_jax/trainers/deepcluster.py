@@ -192,7 +192,8 @@ def representation_scores(config: ml_collections.ConfigDict, features: np.ndarra
 
   NMI of k-means (k = config.cluster.k, on PCA-whitened + L2 features) with the labels,
   averaged over seeds; kNN (cosine, k = eval.knn_k) and logistic-regression accuracy on
-  standardised features, trained on the first eval.probe_train_size images.
+  standardised features, trained on eval.probe_train_size images of a fixed random
+  split and scored on the others.
   """
   c, e = config.cluster, config.eval
   stats = pca_lib.statistics(jnp.asarray(features))
@@ -201,16 +202,17 @@ def representation_scores(config: ml_collections.ConfigDict, features: np.ndarra
   nmis = [nmi(np.asarray(kmeans_lib.kmeans(points, c.k, num_iters=c.niter, seed=seed,
                                            mesh=mesh if mesh.size > 1 else None).assignment),
               labels) for seed in range(e.nmi_seeds)]
-  split = e.probe_train_size
+  # A fixed random split (the embedded MNIST sample is sorted by class).
+  order = np.random.default_rng(0).permutation(len(labels))
+  train, test = order[:e.probe_train_size], order[e.probe_train_size:]
   unit = features / np.linalg.norm(features, axis=1, keepdims=True)
-  similarity = unit[split:] @ unit[:split].T
-  neighbours = np.argsort(-similarity, axis=1)[:, :e.knn_k]
-  votes = labels[:split][neighbours]
-  knn = np.mean([np.bincount(row).argmax() == truth for row, truth in zip(votes, labels[split:])])
-  scaler = preprocessing.StandardScaler().fit(features[:split])
+  neighbours = np.argsort(-(unit[test] @ unit[train].T), axis=1)[:, :e.knn_k]
+  votes = labels[train][neighbours]
+  knn = np.mean([np.bincount(row).argmax() == truth for row, truth in zip(votes, labels[test])])
+  scaler = preprocessing.StandardScaler().fit(features[train])
   probe = linear_model.LogisticRegression(max_iter=1000).fit(
-      scaler.transform(features[:split]), labels[:split])
-  linear = probe.score(scaler.transform(features[split:]), labels[split:])
+      scaler.transform(features[train]), labels[train])
+  linear = probe.score(scaler.transform(features[test]), labels[test])
   return {"nmi_kmeans_labels": float(np.mean(nmis)), "knn_accuracy": float(knn),
           "linear_probe_accuracy": float(linear)}
 
