@@ -36,6 +36,16 @@ def max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
   return nn.max_pool(x, (window, window), (stride, stride), padding="VALID")
 
 
+def conv_bn_relu(module: nn.Module, x: jax.Array, features: int, kernel: int, stride: int,
+                 pad: int, index: int, train: bool) -> jax.Array:
+  """conv{index} -> bn{index} -> ReLU, sown as relu{index}; call from a compact method."""
+  x = Conv(features, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)),
+           name=f"conv{index}")(x)
+  x = nn.relu(BatchNorm(use_running_average=not train, name=f"bn{index}")(x))
+  module.sow("intermediates", f"relu{index}", x)
+  return x
+
+
 class AlexNet(nn.Module):
   """224x224 input -> 4096-d fc7 feature before ReLU (spec: conv 96-256-384-384-256)."""
 
@@ -48,10 +58,7 @@ class AlexNet(nn.Module):
     layers = ((96, 11, 4, 2, True), (256, 5, 1, 2, True), (384, 3, 1, 1, False),
               (384, 3, 1, 1, False), (256, 3, 1, 1, True))
     for index, (features, kernel, stride, pad, pool) in enumerate(layers, start=1):
-      x = Conv(features, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)),
-               name=f"conv{index}")(x)
-      x = nn.relu(BatchNorm(use_running_average=not train, name=f"bn{index}")(x))
-      self.sow("intermediates", f"relu{index}", x)
+      x = conv_bn_relu(self, x, features, kernel, stride, pad, index, train)
       if pool:
         x = max_pool(x, 3, 2)
     x = flatten_channel_major(x)
@@ -76,10 +83,7 @@ class MiniAlexNet(nn.Module):
     if self.sobel:
       x = sobel_lib.sobel(x)
     for index, features in enumerate((32, 64, 128), start=1):
-      x = Conv(features, (3, 3), padding=((1, 1), (1, 1)), name=f"conv{index}")(x)
-      x = nn.relu(BatchNorm(use_running_average=not train, name=f"bn{index}")(x))
-      self.sow("intermediates", f"relu{index}", x)
-      x = max_pool(x, 2, 2)
+      x = max_pool(conv_bn_relu(self, x, features, 3, 1, 1, index, train), 2, 2)
     x = flatten_channel_major(x)
     x = nn.Dropout(0.5, deterministic=not train)(x)
     x = nn.relu(Dense(self.width, name="fc6")(x))

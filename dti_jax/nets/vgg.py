@@ -9,7 +9,7 @@ initialisation and layout conventions as ``alexnet``.
 import flax.linen as nn
 import jax
 
-from dti_jax.nets.alexnet import BatchNorm, Conv, Dense, flatten_channel_major, max_pool
+from dti_jax.nets.alexnet import Dense, conv_bn_relu, flatten_channel_major, max_pool
 from dti_jax.ops import sobel as sobel_lib
 
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
@@ -31,9 +31,7 @@ class VGG16(nn.Module):
         x = max_pool(x, 2, 2)
         continue
       index += 1
-      x = Conv(item, (3, 3), padding=((1, 1), (1, 1)), name=f"conv{index}")(x)
-      x = nn.relu(BatchNorm(use_running_average=not train, name=f"bn{index}")(x))
-      self.sow("intermediates", f"relu{index}", x)
+      x = conv_bn_relu(self, x, item, 3, 1, 1, index, train)
     x = flatten_channel_major(x)
     x = nn.relu(Dense(4096, name="fc6")(x))
     x = nn.Dropout(0.5, deterministic=not train)(x)
