@@ -239,11 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   num_images = source.num_examples
   state = jax.device_put(run.create_state(jax.random.key(config.seed), source.image_shape,
                                           num_images), partition.replicated(mesh))
-  workdir_lib.check_saved_config(workdir, config)
-  state_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
-  workdir_lib.check_writable(workdir, needed_bytes=3 * state_bytes + 2**20)
-  manager = checkpointing.create_manager(workdir)
-  restored = checkpointing.restore_latest(manager, state)
+  manager, restored, _ = workdir_lib.open_workdir(workdir, config, state)
   random_init_scores = None
   if restored is not None:
     state, meta = restored

@@ -77,11 +77,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise FileNotFoundError(f"config.eval_only=True but {os.path.join(workdir, 'checkpoints')} "
                             "holds no checkpoint; train first with the same --workdir")
   # Nothing is written before these checks pass.
-  changed = workdir_lib.check_saved_config(workdir, config)
-  state_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
-  workdir_lib.check_writable(workdir, needed_bytes=3 * state_bytes + 2**20)
-  manager = checkpointing.create_manager(workdir)
-  restored = checkpointing.restore_latest(manager, state)
+  manager, restored, changed = workdir_lib.open_workdir(workdir, config, state)
   if restored is not None:
     state, _ = restored
     reporting.console(f"{'evaluating' if config.eval_only else 'resumed from'} {workdir} "

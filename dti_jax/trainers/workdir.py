@@ -15,7 +15,10 @@ import socket
 import time
 from typing import Any
 
+import jax
 import ml_collections
+
+from dti_jax.trainers import checkpointing
 
 CONFIG_FILE = "config.json"
 # Keys that may differ on resume: run length, evaluation, logging, and the switches below.
@@ -109,3 +112,15 @@ def check_writable(workdir: str, needed_bytes: int) -> None:
       os.rmdir(workdir)
     raise OSError(errno.ENOSPC, f"--workdir={workdir} has {free / 2**20:.1f} MiB free; "
                   f"checkpoints need about {needed_bytes / 2**20:.1f} MiB")
+
+
+def open_workdir(workdir: str, config: ml_collections.ConfigDict, state: Any):
+  """The config and disk checks (nothing is written when they fail), then the checkpoint
+  manager and the latest readable checkpoint: (manager, (state, meta) or None, changed keys).
+  """
+  changed = check_saved_config(workdir, config)
+  state_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
+  check_writable(workdir, needed_bytes=3 * state_bytes + 2**20)  # two kept + one being written
+  manager = checkpointing.create_manager(workdir)
+  return manager, checkpointing.restore_latest(manager, state), changed
+
