@@ -175,13 +175,13 @@ class DeepCluster:
 
 
 def cluster(config: ml_collections.ConfigDict, features: np.ndarray,
-            stats: pca_lib.PCAStatistics, epoch: int,
+            stats: pca_lib.PCAStatistics, seed: int,
             mesh: jax.sharding.Mesh) -> tuple[np.ndarray, float]:
-  """PCA-whitening + L2 + k-means of one epoch's features: (assignment, k-means loss)."""
+  """PCA-whitening + L2 + k-means of features: (assignment, k-means loss)."""
   c = config.cluster
   whitening = pca_lib.fit(stats, c.pca_dim, c.pca_relative_eps)
   points = pca_lib.l2_normalize(pca_lib.whiten(whitening, jnp.asarray(features)))
-  result = kmeans_lib.kmeans(points, c.k, num_iters=c.niter, seed=config.seed * 1000 + epoch,
+  result = kmeans_lib.kmeans(points, c.k, num_iters=c.niter, seed=seed,
                              mesh=mesh if mesh.size > 1 else None)
   return np.asarray(result.assignment), float(result.objectives[-1])
 
@@ -195,13 +195,10 @@ def representation_scores(config: ml_collections.ConfigDict, features: np.ndarra
   standardised features, trained on eval.probe_train_size images of a fixed random
   split and scored on the others.
   """
-  c, e = config.cluster, config.eval
+  e = config.eval
   stats = pca_lib.statistics(jnp.asarray(features))
-  whitening = pca_lib.fit(stats, c.pca_dim, c.pca_relative_eps)
-  points = pca_lib.l2_normalize(pca_lib.whiten(whitening, jnp.asarray(features)))
-  nmis = [nmi(np.asarray(kmeans_lib.kmeans(points, c.k, num_iters=c.niter, seed=seed,
-                                           mesh=mesh if mesh.size > 1 else None).assignment),
-              labels) for seed in range(e.nmi_seeds)]
+  nmis = [nmi(cluster(config, features, stats, seed, mesh)[0], labels)
+          for seed in range(e.nmi_seeds)]
   # A fixed random split (the embedded MNIST sample is sorted by class).
   order = np.random.default_rng(0).permutation(len(labels))
   train, test = order[:e.probe_train_size], order[e.probe_train_size:]
@@ -266,7 +263,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     features, stats = run.feature_pass(state, images)
     times["features"] = time.perf_counter() - start
     start = time.perf_counter()
-    assignment, kmeans_loss = cluster(config, features, stats, epoch, mesh)
+    assignment, kmeans_loss = cluster(config, features, stats, config.seed * 1000 + epoch,
+                                       mesh)
     times["pca_kmeans"] = time.perf_counter() - start
     rng = np.random.default_rng([config.seed, epoch])
     draws, draw_labels = cluster_sampler.uniform_over_clusters(
