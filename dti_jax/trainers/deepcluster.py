@@ -20,7 +20,7 @@ import functools
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import flax
 import jax
@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 from sklearn import linear_model, metrics as sk_metrics, preprocessing
 
 import data_pipelines
@@ -212,6 +213,54 @@ def representation_scores(config: ml_collections.ConfigDict, features: np.ndarra
   linear = probe.score(scaler.transform(features[test]), labels[test])
   return {"nmi_kmeans_labels": float(np.mean(nmis)), "knn_accuracy": float(knn),
           "linear_probe_accuracy": float(linear)}
+
+
+def load_variables(path: str) -> dict[str, Any]:
+  """{"params", "batch_stats"} of a DeepCluster network, from a run's workdir (its latest
+  checkpoint) or from a ``.msgpack`` file written by scripts/convert_deepcluster_checkpoint.py.
+  """
+  if os.path.isfile(path):
+    with open(path, "rb") as f:
+      tree = flax.serialization.msgpack_restore(f.read())
+    missing = {"params", "batch_stats"} - set(tree)
+    if missing:
+      raise ValueError(f"{path} has no {sorted(missing)}: not a converted DeepCluster network")
+    return {"params": tree["params"], "batch_stats": tree["batch_stats"]}
+  directory = os.path.join(path, "checkpoints")
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"{path} is neither a DeepCluster workdir (no checkpoints/ "
+                            "folder) nor a converted .msgpack file")
+  manager = checkpointing.create_manager(path)
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"{directory} holds no checkpoint yet")
+  state = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore()))["state"]
+  manager.close()
+  return {"params": state["params"], "batch_stats": state["batch_stats"]}
+
+
+def ordered_image_batches(config: ml_collections.ConfigDict, source,
+                          batch_size: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+  """Every image once in dataset order, this process's rows of each global batch.
+
+  Yields dicts with ``image`` uint8 [local, H, W, C] as the network sees it in eval mode,
+  ``id`` int64 (the image's index), ``label`` int32 (-1 when unknown) and ``_mask`` bool
+  (False on the zero rows that pad the last batch).
+  """
+  batch = batch_size or config.eval.batch_size
+  batch += -batch % jax.device_count()
+  local = batch // jax.process_count()
+  first = jax.process_index() * local
+  labels = (source.labels if source.num_classes is not None
+            else np.full((source.num_examples,), -1, np.int32))
+  for start in range(0, source.num_examples, batch):
+    ids = np.arange(start + first, start + first + local)
+    valid = ids < source.num_examples
+    safe = np.where(valid, ids, 0)
+    images = np.where(valid[:, None, None, None], source.images[safe], 0).astype(np.uint8)
+    yield {"image": images, "id": ids, "label": np.where(valid, labels[safe], -1).astype(
+        np.int32), "_mask": valid}
 
 
 def validate(config: ml_collections.ConfigDict, source, mesh: jax.sharding.Mesh) -> None:
