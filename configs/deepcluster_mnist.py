@@ -35,6 +35,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.arch = "mini_alexnet"
   config.model.sobel = True
+  config.model.feature_dim = 256     # width of the clustering feature (fc7)
 
   config.cluster = ml_collections.ConfigDict()
   config.cluster.k = 100
@@ -52,12 +53,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.train.momentum = 0.9
   config.train.weight_decay = 1e-5
   config.train.crop_scale = (0.5, 1.0)   # RandomResizedCrop to the input size, nearest pixel
+  config.train.flip = False              # flips change digit identity
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 500
   config.eval.knn_k = 20
   config.eval.probe_train_size = 4000   # kNN / linear probe: 4,000 of a fixed random split
   config.eval.nmi_seeds = 3
+  config.eval.representation_scores = True  # k-means NMI, kNN, logistic probe vs random init
 
   config.log = ml_collections.ConfigDict()
   config.log.every_steps = 50

@@ -47,9 +47,13 @@ def conv_bn_relu(module: nn.Module, x: jax.Array, features: int, kernel: int, st
 
 
 class AlexNet(nn.Module):
-  """224x224 input -> 4096-d fc7 feature before ReLU (spec: conv 96-256-384-384-256)."""
+  """224x224 input -> 4096-d fc7 feature before ReLU (spec: conv 96-256-384-384-256).
+
+  ``fc_width`` (fc6 and fc7 outputs) is 4096 in the original; smaller in tests and smoke runs.
+  """
 
   sobel: bool = True
+  fc_width: int = 4096
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -63,9 +67,9 @@ class AlexNet(nn.Module):
         x = max_pool(x, 3, 2)
     x = flatten_channel_major(x)
     x = nn.Dropout(0.5, deterministic=not train)(x)
-    x = nn.relu(Dense(4096, name="fc6")(x))
+    x = nn.relu(Dense(self.fc_width, name="fc6")(x))
     x = nn.Dropout(0.5, deterministic=not train)(x)
-    return Dense(4096, name="fc7")(x)
+    return Dense(self.fc_width, name="fc7")(x)
 
 
 class MiniAlexNet(nn.Module):

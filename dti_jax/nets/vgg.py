@@ -17,9 +17,10 @@ VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "
 
 
 class VGG16(nn.Module):
-  """224x224 input -> 4096-d fc7 feature before ReLU."""
+  """224x224 input -> 4096-d fc7 feature before ReLU (``fc_width``: 4096 but in tests and smoke runs)."""
 
   sobel: bool = True
+  fc_width: int = 4096
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -33,6 +34,6 @@ class VGG16(nn.Module):
       index += 1
       x = conv_bn_relu(self, x, item, 3, 1, 1, index, train)
     x = flatten_channel_major(x)
-    x = nn.relu(Dense(4096, name="fc6")(x))
+    x = nn.relu(Dense(self.fc_width, name="fc6")(x))
     x = nn.Dropout(0.5, deterministic=not train)(x)
-    return Dense(4096, name="fc7")(x)
+    return Dense(self.fc_width, name="fc7")(x)

@@ -16,6 +16,7 @@ rerun resumes at the next epoch with the same data order (every RNG is a functio
 (seed, epoch)).
 """
 
+import dataclasses
 import functools
 import json
 import os
@@ -32,7 +33,7 @@ import orbax.checkpoint as ocp
 from sklearn import linear_model, metrics as sk_metrics, preprocessing
 
 import data_pipelines
-from data_pipelines import cluster_sampler
+from data_pipelines import cluster_sampler, streaming
 from dti_jax.nets import alexnet, vgg
 from dti_jax.ops import kmeans as kmeans_lib
 from dti_jax.ops import pca as pca_lib
@@ -53,7 +54,9 @@ class TrainState:
 def create_network(config: ml_collections.ConfigDict):
   if config.model.arch not in ARCHS:
     raise ValueError(f"config.model.arch={config.model.arch!r} is not one of {sorted(ARCHS)}")
-  return ARCHS[config.model.arch](sobel=config.model.sobel)
+  width = {"mini_alexnet": "width"}.get(config.model.arch, "fc_width")
+  return ARCHS[config.model.arch](sobel=config.model.sobel,
+                                  **{width: config.model.feature_dim})
 
 
 def body_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -74,7 +77,9 @@ def new_head(key: jax.Array, features: int, k: int) -> dict:
 
 
 def normalize(config: ml_collections.ConfigDict, images_uint8: jax.Array) -> jax.Array:
-  return (images_uint8.astype(jnp.float32) / 255.0 - config.data.mean) / config.data.std
+  """x / 255, then (x - mean) / std per channel (a scalar for one channel)."""
+  mean, std = (jnp.asarray(v, jnp.float32) for v in (config.data.mean, config.data.std))
+  return (images_uint8.astype(jnp.float32) / 255.0 - mean) / std
 
 
 def random_resized_crop(key: jax.Array, images: jax.Array, scale: tuple[float, float],
@@ -107,10 +112,15 @@ def nmi(a: np.ndarray, b: np.ndarray) -> float:
   return float(sk_metrics.normalized_mutual_info_score(a, b, average_method="geometric"))
 
 
-def _train_step(config, network, state, head, images, labels, key):
+def _train_step(config, network, augment_on_device, state, head, images, labels, key):
   augment_key, dropout_key = jax.random.split(key)
-  images = random_resized_crop(augment_key, normalize(config, images),
-                               tuple(config.train.crop_scale))
+  images = normalize(config, images)
+  if augment_on_device:  # in-memory data; streamed images are cropped by tf.data
+    crop_key, flip_key = jax.random.split(augment_key)
+    images = random_resized_crop(crop_key, images, tuple(config.train.crop_scale))
+    if config.train.flip:
+      flip = jax.random.bernoulli(flip_key, 0.5, (images.shape[0], 1, 1, 1))
+      images = jnp.where(flip, images[:, :, ::-1], images)
 
   def loss_fn(params, head):
     features, updates = network.apply(
@@ -133,16 +143,37 @@ def _features(network, state, images):
                        False)
 
 
+@dataclasses.dataclass
+class FeaturePass:
+  """The eval-mode features of every image, left on the devices, sharded by rows.
+
+  ``chunks`` are the global batches in dataset order (row r of the concatenation is
+  image r; rows from ``num_images`` on are padding); ``stats`` their PCA statistics
+  without the padding; ``labels`` int32 [N] (-1 where unknown), gathered on the host.
+  """
+  chunks: list
+  stats: pca_lib.PCAStatistics
+  labels: np.ndarray
+  num_images: int
+
+  def to_host(self) -> np.ndarray:
+    """All features as one host array [N, F]: for small data only."""
+    return np.concatenate([np.asarray(partition.to_host(c)) for c in self.chunks]
+                          )[:self.num_images]
+
+
 class DeepCluster:
   """The jitted pieces of one run (network, feature pass, train step) over one mesh."""
 
-  def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+  def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+               augment_on_device: bool = True):
     self.config, self.mesh = config, mesh
     self.network = create_network(config)
     repl, data = partition.replicated(mesh), partition.data_sharding(mesh)
-    self.train_step = jax.jit(functools.partial(_train_step, config, self.network),
-                              in_shardings=(repl, repl, data, data, repl),
-                              out_shardings=(repl, repl, repl), donate_argnums=(0, 1))
+    self.train_step = jax.jit(
+        functools.partial(_train_step, config, self.network, augment_on_device),
+        in_shardings=(repl, repl, data, data, repl), out_shardings=(repl, repl, repl),
+        donate_argnums=(0, 1))
 
     def features_and_stats(state, images, mask):
       features = _features(self.network, state, normalize(config, images))
@@ -150,6 +181,8 @@ class DeepCluster:
 
     self.features = jax.jit(features_and_stats, in_shardings=(repl, data, data),
                             out_shardings=(data, repl))
+    self.project = jax.jit(lambda pca, chunk: pca_lib.l2_normalize(pca_lib.whiten(pca, chunk)),
+                           in_shardings=(repl, data), out_shardings=data)
 
   def create_state(self, key: jax.Array, image_shape: tuple[int, ...], num_images: int):
     variables = self.network.init(key, jnp.zeros((1, *image_shape)), False)
@@ -158,59 +191,66 @@ class DeepCluster:
                       opt_state=body_optimizer(self.config).init(variables["params"]),
                       assignment=jnp.full((num_images,), -1, jnp.int32))
 
-  def feature_pass(self, state, images: np.ndarray) -> tuple[np.ndarray, pca_lib.PCAStatistics]:
-    """Eval-mode features of every image in order, and their PCA statistics."""
-    batch = self.config.eval.batch_size
-    batch += -batch % self.mesh.size
-    outputs, stats = [], None
-    for start in range(0, len(images), batch):
-      chunk = images[start:start + batch]
-      valid = len(chunk)
-      mask = np.arange(batch) < valid
-      chunk = np.concatenate([chunk, np.zeros((batch - valid, *chunk.shape[1:]), chunk.dtype)])
-      global_batch = partition.to_global({"image": chunk, "mask": mask}, self.mesh)
-      features, part = self.features(state, global_batch["image"], global_batch["mask"])
-      outputs.append(np.asarray(partition.to_host(features))[:valid])
+  def feature_pass(self, state, batches: Iterator[dict[str, np.ndarray]],
+                   num_images: int) -> FeaturePass:
+    """Eval-mode features of ``ordered_image_batches``, kept on device, with statistics.
+
+    No host ever holds the features: each global batch stays sharded over the devices
+    that computed it, and only the PCA statistics (summed on device) and the labels
+    come back.
+    """
+    chunks, labels, stats = [], [], None
+    for batch in batches:
+      batch = partition.to_global({"image": batch["image"], "mask": batch["_mask"],
+                                   "label": batch["label"]}, self.mesh)
+      features, part = self.features(state, batch["image"], batch["mask"])
+      chunks.append(features)
+      labels.append(batch["label"])
       stats = part if stats is None else stats + part
-    return np.concatenate(outputs), stats
+    labels = np.concatenate([np.asarray(partition.to_host(x)) for x in labels])
+    return FeaturePass(chunks, stats, labels[:num_images].astype(np.int32), num_images)
 
 
-def cluster(config: ml_collections.ConfigDict, features: np.ndarray,
-            stats: pca_lib.PCAStatistics, seed: int,
-            mesh: jax.sharding.Mesh) -> tuple[np.ndarray, float]:
-  """PCA-whitening + L2 + k-means of features: (assignment, k-means loss)."""
+def cluster(config: ml_collections.ConfigDict, run: DeepCluster, features: FeaturePass,
+            seed: int) -> tuple[np.ndarray, float]:
+  """PCA-whitening + L2 + k-means of the features, on device: (assignment, k-means loss)."""
   c = config.cluster
-  whitening = pca_lib.fit(stats, c.pca_dim, c.pca_relative_eps)
-  points = pca_lib.l2_normalize(pca_lib.whiten(whitening, jnp.asarray(features)))
+  whitening = pca_lib.fit(features.stats, c.pca_dim, c.pca_relative_eps)
+  whitening = jax.device_put(whitening, partition.replicated(run.mesh))
+  points = jnp.concatenate([run.project(whitening, chunk) for chunk in features.chunks]
+                           )[:features.num_images]
+  mesh = run.mesh
   result = kmeans_lib.kmeans(points, c.k, num_iters=c.niter, seed=seed,
-                             mesh=mesh if mesh.size > 1 else None)
-  return np.asarray(result.assignment), float(result.objectives[-1])
+                             mesh=mesh if mesh.size > 1 else None,
+                             tile_size=c.get("tile_size", 1024))
+  return np.asarray(partition.to_host(result.assignment)), float(result.objectives[-1])
 
 
-def representation_scores(config: ml_collections.ConfigDict, features: np.ndarray,
-                          labels: np.ndarray, mesh: jax.sharding.Mesh) -> dict[str, float]:
+def representation_scores(config: ml_collections.ConfigDict, run: DeepCluster,
+                          features: FeaturePass) -> dict[str, float]:
   """The offline benchmark's measures of a representation (spec section 10).
 
   NMI of k-means (k = config.cluster.k, on PCA-whitened + L2 features) with the labels,
   averaged over seeds; kNN (cosine, k = eval.knn_k) and logistic-regression accuracy on
   standardised features, trained on eval.probe_train_size images of a fixed random
-  split and scored on the others.
+  split and scored on the others. Holds the features on the host: small data only.
   """
   e = config.eval
-  stats = pca_lib.statistics(jnp.asarray(features))
-  nmis = [nmi(cluster(config, features, stats, seed, mesh)[0], labels)
+  labels = features.labels
+  nmis = [nmi(cluster(config, run, features, seed)[0], labels)
           for seed in range(e.nmi_seeds)]
+  host = features.to_host()
   # A fixed random split (the embedded MNIST sample is sorted by class).
   order = np.random.default_rng(0).permutation(len(labels))
   train, test = order[:e.probe_train_size], order[e.probe_train_size:]
-  unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+  unit = host / np.linalg.norm(host, axis=1, keepdims=True)
   neighbours = np.argsort(-(unit[test] @ unit[train].T), axis=1)[:, :e.knn_k]
   votes = labels[train][neighbours]
   knn = np.mean([np.bincount(row).argmax() == truth for row, truth in zip(votes, labels[test])])
-  scaler = preprocessing.StandardScaler().fit(features[train])
+  scaler = preprocessing.StandardScaler().fit(host[train])
   probe = linear_model.LogisticRegression(max_iter=1000).fit(
-      scaler.transform(features[train]), labels[train])
-  linear = probe.score(scaler.transform(features[test]), labels[test])
+      scaler.transform(host[train]), labels[train])
+  linear = probe.score(scaler.transform(host[test]), labels[test])
   return {"nmi_kmeans_labels": float(np.mean(nmis)), "knn_accuracy": float(knn),
           "linear_probe_accuracy": float(linear)}
 
@@ -240,16 +280,39 @@ def load_variables(path: str) -> dict[str, Any]:
   return {"params": state["params"], "batch_stats": state["batch_stats"]}
 
 
+def load_data(config: ml_collections.ConfigDict):
+  """The training images: an in-memory ArraySource, or a StreamingSource (ImageNet)."""
+  d = config.data
+  if d.name in streaming.STREAMING_NAMES:
+    return streaming.load(d.name, data_dir=d.data_dir or None, tfds_name=d.get("tfds_name", ""),
+                          split=d.get("split", "train"))
+  return data_pipelines.load_source(d.name, data_dir=d.data_dir or None,
+                                    num_examples=d.get("num_examples") or None)
+
+
+def input_shape(config: ml_collections.ConfigDict, source) -> tuple[int, int, int]:
+  if isinstance(source, streaming.StreamingSource):
+    return (config.data.crop_size, config.data.crop_size, 3)
+  return source.image_shape
+
+
 def ordered_image_batches(config: ml_collections.ConfigDict, source,
                           batch_size: int | None = None) -> Iterator[dict[str, np.ndarray]]:
   """Every image once in dataset order, this process's rows of each global batch.
 
-  Yields dicts with ``image`` uint8 [local, H, W, C] as the network sees it in eval mode,
-  ``id`` int64 (the image's index), ``label`` int32 (-1 when unknown) and ``_mask`` bool
+  Yields dicts with ``image`` uint8 [local, H, W, C] as the network sees it in eval mode
+  (streamed images: Resize(data.resize_size) + CenterCrop(data.crop_size)), ``id``
+  int64 (the image's index), ``label`` int32 (-1 when unknown) and ``_mask`` bool
   (False on the zero rows that pad the last batch).
   """
   batch = batch_size or config.eval.batch_size
   batch += -batch % jax.device_count()
+  if isinstance(source, streaming.StreamingSource):
+    yield from streaming.ordered_batches(
+        source, global_batch_size=batch, resize=config.data.resize_size,
+        crop=config.data.crop_size, process_index=jax.process_index(),
+        process_count=jax.process_count())
+    return
   local = batch // jax.process_count()
   first = jax.process_index() * local
   labels = (source.labels if source.num_classes is not None
@@ -261,6 +324,28 @@ def ordered_image_batches(config: ml_collections.ConfigDict, source,
     images = np.where(valid[:, None, None, None], source.images[safe], 0).astype(np.uint8)
     yield {"image": images, "id": ids, "label": np.where(valid, labels[safe], -1).astype(
         np.int32), "_mask": valid}
+
+
+def training_batches(config: ml_collections.ConfigDict, source, draws: np.ndarray,
+                     draw_labels: np.ndarray, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+  """This process's rows of len(draws) // batch_size training batches, in draw order.
+
+  In-memory images come un-augmented (the train step crops them on device); streamed
+  images come with RandomResizedCrop(data.crop_size, train.crop_scale) and the flip.
+  """
+  batch = config.train.batch_size
+  local = batch // jax.process_count()
+  if isinstance(source, streaming.StreamingSource):
+    yield from streaming.sampled_batches(
+        source, draws, draw_labels, global_batch_size=batch, size=config.data.crop_size,
+        scale=tuple(config.train.crop_scale), flip=config.train.flip,
+        seed=config.seed * 100_003 + epoch, shuffle_buffer=config.data.shuffle_buffer,
+        process_index=jax.process_index(), process_count=jax.process_count())
+    return
+  first = jax.process_index() * local
+  for step in range(len(draws) // batch):
+    rows = slice(step * batch + first, step * batch + first + local)
+    yield {"image": source.images[draws[rows]], "label": draw_labels[rows]}
 
 
 def validate(config: ml_collections.ConfigDict, source, mesh: jax.sharding.Mesh) -> None:
@@ -277,14 +362,15 @@ def validate(config: ml_collections.ConfigDict, source, mesh: jax.sharding.Mesh)
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        num_devices: int | None = None) -> dict[str, Any]:
   """Trains (or resumes) DeepCluster in ``workdir``; returns the final scores."""
-  source = data_pipelines.load_source(config.data.name, data_dir=config.data.data_dir or None)
+  source = load_data(config)
   mesh = partition.create_mesh(num_devices)
   validate(config, source, mesh)
-  run = DeepCluster(config, mesh)
-  images = source.images
+  in_memory = not isinstance(source, streaming.StreamingSource)
+  run = DeepCluster(config, mesh, augment_on_device=in_memory)
   num_images = source.num_examples
-  state = jax.device_put(run.create_state(jax.random.key(config.seed), source.image_shape,
-                                          num_images), partition.replicated(mesh))
+  state = jax.device_put(run.create_state(jax.random.key(config.seed),
+                                          input_shape(config, source), num_images),
+                         partition.replicated(mesh))
   manager, restored, _ = workdir_lib.open_workdir(workdir, config, state)
   random_init_scores = None
   if restored is not None:
@@ -294,42 +380,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if jax.process_index() == 0:
     workdir_lib.write_config(workdir, config, int(state.epoch))
   writer = reporting.create_writer(workdir)
-  reporting.console(f"data: {data_pipelines.describe(source)}; k = {config.cluster.k}, "
+  described = data_pipelines.describe(source) if in_memory else (
+      f"{source.location}: {num_images} images")
+  reporting.console(f"data: {described}; k = {config.cluster.k}, "
                     f"{config.train.num_epochs} epochs on {mesh.size} device(s)")
-  labels = source.labels if source.num_classes is not None else None
-  if random_init_scores is None and labels is not None:
-    features, _ = run.feature_pass(state, images)
-    random_init_scores = representation_scores(config, features, labels, mesh)
+  # kNN and logistic probes need the features on the host: small labelled data only.
+  scored = config.eval.representation_scores and in_memory and source.num_classes is not None
+  if random_init_scores is None and scored:
+    features = run.feature_pass(state, ordered_image_batches(config, source), num_images)
+    random_init_scores = representation_scores(config, run, features)
     reporting.console(f"random init: {json.dumps(random_init_scores)}")
 
-  batch_size = config.train.batch_size
-  steps_per_epoch = num_images // batch_size
   train_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   while int(state.epoch) < config.train.num_epochs:
     epoch = int(state.epoch)
     times = {}
     start = time.perf_counter()
-    features, stats = run.feature_pass(state, images)
+    features = run.feature_pass(state, ordered_image_batches(config, source), num_images)
+    labels = features.labels if np.all(features.labels >= 0) else None
     times["features"] = time.perf_counter() - start
     start = time.perf_counter()
-    assignment, kmeans_loss = cluster(config, features, stats, config.seed * 1000 + epoch,
-                                       mesh)
+    assignment, kmeans_loss = cluster(config, run, features, config.seed * 1000 + epoch)
+    del features  # the full-width features leave the devices before training
     times["pca_kmeans"] = time.perf_counter() - start
     rng = np.random.default_rng([config.seed, epoch])
     draws, draw_labels = cluster_sampler.uniform_over_clusters(
         assignment, config.cluster.k, num_images, rng, config.sampler.compat_index_bug)
-    head = jax.device_put(new_head(jax.random.fold_in(train_key, epoch), features.shape[1],
-                                   config.cluster.k), partition.replicated(mesh))
+    head = jax.device_put(new_head(jax.random.fold_in(train_key, epoch),
+                                   config.model.feature_dim, config.cluster.k),
+                          partition.replicated(mesh))
     start = time.perf_counter()
     losses = []
-    for step in range(steps_per_epoch):
-      index = draws[step * batch_size:(step + 1) * batch_size]
-      batch = partition.to_global({
-          "image": images[index],
-          "label": draw_labels[step * batch_size:(step + 1) * batch_size]}, mesh)
+    epoch_key = jax.random.fold_in(train_key, epoch)
+    for step, batch in enumerate(training_batches(config, source, draws, draw_labels, epoch)):
+      batch = partition.to_global(batch, mesh)
       state, head, loss = run.train_step(state, head, batch["image"], batch["label"],
-                                         jax.random.fold_in(jax.random.fold_in(train_key, epoch),
-                                                            step))
+                                         jax.random.fold_in(epoch_key, step))
       losses.append(loss)
     loss = float(np.mean(jax.device_get(losses)))
     times["training"] = time.perf_counter() - start
@@ -356,9 +442,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   manager.wait_until_finished()
 
   final = {}
-  if labels is not None:
-    features, _ = run.feature_pass(state, images)
-    final = representation_scores(config, features, labels, mesh)
+  if scored:
+    features = run.feature_pass(state, ordered_image_batches(config, source), num_images)
+    final = representation_scores(config, run, features)
     final.update({f"random_init_{name}": value for name, value in random_init_scores.items()})
     writer.write_scalars(int(state.epoch), {f"final/{n}": v for n, v in final.items()})
     if jax.process_index() == 0:
