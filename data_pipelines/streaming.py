@@ -9,7 +9,8 @@ its file order) and yields (id, encoded image, label) records. Two batchings use
   laid out as `pipeline.eval_batches` (this process's rows of each global batch, zero
   rows with `_mask` False at the end, the same number of batches on every process);
 - `sampled_batches`: training batches of given draws (image ids with their
-  pseudo-labels) with RandomResizedCrop and an optional horizontal flip. A class folder
+  pseudo-labels, or a permutation with the true labels) with RandomResizedCrop (or the
+  linear probes' Resize + CenterCrop + RandomCrop) and an optional horizontal flip. A class folder
   is read by path, in the exact order of the draws; a tfds set can only be read
   sequentially, so each image is repeated as often as it is drawn and the repeats are
   shuffled in a buffer (the same multiset of draws, another order).
@@ -238,44 +239,59 @@ def ordered_batches(source: StreamingSource, *, global_batch_size: int, resize: 
            "_mask": valid}
 
 
-def sampled_batches(source: StreamingSource, draws: np.ndarray, draw_labels: np.ndarray, *,
-                    global_batch_size: int, size: int, scale: tuple[float, float],
+def sampled_batches(source: StreamingSource, draws: np.ndarray,
+                    draw_labels: np.ndarray | None, *, global_batch_size: int, size: int,
+                    scale: tuple[float, float] = (0.08, 1.0),
                     ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True,
-                    seed: int = 0, shuffle_buffer: int = 50_000, process_index: int = 0,
+                    crop: str = "random_resized", resize: int = 256, seed: int = 0,
+                    shuffle_buffer: int = 50_000, process_index: int = 0,
                     process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """len(draws) // global_batch_size training batches of the drawn images.
 
-  Each process takes its rows of every global batch of ``draws``; the images get a
-  random resized crop (and a flip) seeded by (seed, position of the draw). Yields dicts
-  with image uint8 [local, size, size, 3] and label int32 (the draw's label).
+  Each process takes its rows of every global batch of ``draws``; each image is cropped
+  (``crop``="random_resized": RandomResizedCrop(size, scale, ratio), DeepCluster's
+  training; "center_random": Resize(resize) + CenterCrop(resize) + RandomCrop(size), the
+  linear probes' training) and flipped with probability 1/2 if ``flip``, seeded by
+  (seed, position of the draw). Yields dicts with image uint8 [local, size, size, 3] and
+  label int32: the draw's label, or with ``draw_labels`` None the image's own label.
   """
+  if crop not in ("random_resized", "center_random"):
+    raise ValueError(f"sampled_batches: crop={crop!r} is not random_resized or center_random")
   local = global_batch_size // process_count
   steps = len(draws) // global_batch_size
   rows = (np.arange(steps * global_batch_size).reshape(steps, -1)
           [:, process_index * local:(process_index + 1) * local].reshape(-1))
-  ids, labels = np.asarray(draws)[rows], np.asarray(draw_labels, np.int32)[rows]
+  ids = np.asarray(draws)[rows]
+  labels = None if draw_labels is None else np.asarray(draw_labels, np.int32)[rows]
   if source.random_access:
+    labels = source.labels[ids] if labels is None else labels
     dataset = tf.data.Dataset.zip((
         _records(source, ids),
         tf.data.Dataset.from_tensor_slices((labels, rows.astype(np.int64)))))
     dataset = dataset.map(lambda record, extra: (record[1], extra[0], extra[1]))
   else:
-    counts = np.bincount(ids, minlength=source.num_examples)
-    label_of = np.full((source.num_examples,), -1, np.int32)
-    label_of[ids] = labels
-    if np.any(np.bincount(ids, weights=labels != label_of[ids],
-                          minlength=source.num_examples)):
-      raise ValueError("sampled_batches: a tfds source needs one label per image id")
-    counts_t, labels_t = tf.constant(counts), tf.constant(label_of)
-    dataset = _records(source, np.flatnonzero(counts)).flat_map(
-        lambda i, encoded, _: tf.data.Dataset.from_tensors(
-            (encoded, tf.gather(labels_t, i))).repeat(tf.gather(counts_t, i)))
+    counts = tf.constant(np.bincount(ids, minlength=source.num_examples))
+    if labels is not None:
+      label_of = np.full((source.num_examples,), -1, np.int32)
+      label_of[ids] = labels
+      if np.any(label_of[ids] != labels):
+        raise ValueError("sampled_batches: a tfds source needs one label per image id")
+      label_of = tf.constant(label_of)
+    dataset = _records(source, np.unique(ids)).flat_map(
+        lambda i, encoded, label: tf.data.Dataset.from_tensors(
+            (encoded, label if labels is None else tf.gather(label_of, i))
+        ).repeat(tf.gather(counts, i)))
     dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     dataset = dataset.enumerate().map(lambda position, pair: (pair[0], pair[1], position))
 
   def augment(encoded, label, position):
     key = tf.stack([tf.constant(seed, tf.int64), position])
-    image = random_resized_crop(_decode(encoded), size, scale, ratio, key)
+    image = _decode(encoded)
+    if crop == "random_resized":
+      image = random_resized_crop(image, size, scale, ratio, key)
+    else:
+      image = resize_and_center_crop(image, resize, resize)
+      image = tf.image.stateless_random_crop(image, (size, size, 3), key + 2)
     if flip:
       image = tf.image.stateless_random_flip_left_right(image, key + 1)
     return {"image": image, "label": label}

@@ -17,7 +17,7 @@ VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "
 
 
 class VGG16(nn.Module):
-  """224x224 input -> 4096-d fc7 feature before ReLU (``fc_width``: 4096 but in tests and smoke runs)."""
+  """224x224 input -> fc7 feature before ReLU (``fc_width`` 4096; less in tests, smoke runs)."""
 
   sobel: bool = True
   fc_width: int = 4096

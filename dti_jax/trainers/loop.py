@@ -27,7 +27,8 @@ from jax.experimental import multihost_utils
 
 import data_pipelines
 from dti_jax.trainers import (checkpointing, deepcluster, dti_clustering, dti_sprites,
-                              evaluation, partition, reporting, sprites_evaluation,
+                              evaluation, linear_probe, partition, reporting,
+                              sprites_evaluation,
                               workdir as workdir_lib)
 
 METHODS = {"dti_clustering": dti_clustering, "dti_sprites": dti_sprites}
@@ -54,6 +55,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   if config.get("method") == "deepcluster":  # a per-epoch loop of its own
     return deepcluster.train_and_evaluate(config, workdir, num_devices)
+  if config.get("method") == "linear_probe":  # frozen DeepCluster network + linear layer
+    return linear_probe.train_and_evaluate(config, workdir, num_devices)
   method = _method(config)
   source = _load_source(config, config.data.split)
   method.validate(config, source.image_shape)

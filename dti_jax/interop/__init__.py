@@ -1,0 +1,1 @@
+"""Readers and converters for checkpoints written by other frameworks."""
