@@ -2,6 +2,7 @@
 
   python scripts/benchmark_kmeans.py --n=100000 --d=256 --k=1000          # CPU
   python scripts/benchmark_kmeans.py --n=1000000 --d=256 --k=10000 --libs=jax,faiss
+  python scripts/benchmark_kmeans.py --libs=profile    # where dti_jax's iteration goes
 
 All libraries cluster the same points (L2-normalised Gaussian draws around k centres,
 as DeepCluster's PCA-whitened, L2-normalised features) from the same initial centroids
@@ -9,7 +10,9 @@ for the same number of Lloyd iterations; each prints one JSON line with the time
 time per iteration and the final objective (sum of squared distances of every point
 to its nearest final centroid, recomputed the same way for every library), and its
 relative difference to dti_jax's. faiss (`pip install faiss-cpu`) and scikit-learn
-are only needed for their own lines.
+are only needed for their own lines. ``profile`` times the parts of one dti_jax
+iteration on one device (the distance GEMM alone, the nearest-centroid pass, the
+per-cluster sums) next to the same GEMM in numpy's BLAS.
 """
 
 import json
@@ -105,19 +108,62 @@ def _run_sklearn(points, init, iters):
           "sklearn": sklearn.__version__}, model.cluster_centers_
 
 
+def _median_ms(function, *args, repeats=5) -> float:
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  jax.block_until_ready(function(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(function(*args))
+    times.append(time.perf_counter() - start)
+  return round(1000 * float(np.median(times)), 1)
+
+
+def _profile(points, init):
+  """Median time of each part of one dti_jax iteration (one device), and numpy's GEMM."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from jax import lax  # pylint: disable=import-outside-toplevel
+  from dti_jax.ops import kmeans  # pylint: disable=import-outside-toplevel
+  k = init.shape[0]
+  tile = min(_TILE.value, len(points))
+  usable = len(points) // tile * tile
+  x, c = jnp.asarray(points[:usable]), jnp.asarray(init)
+  index = jnp.asarray(np.random.default_rng(0).integers(0, k, usable).astype(np.int32))
+  gemm = jax.jit(lambda a, b: jnp.matmul(a, b.T, precision=lax.Precision.HIGHEST))
+  nearest = jax.jit(lambda a, b: kmeans.nearest_centroids(a, b, tile))
+  sums = jax.jit(lambda a, i: jax.ops.segment_sum(a, i, num_segments=k))
+  gflop = 2 * usable * k * points.shape[1] / 1e9
+  record = {"points": usable, "gemm_gflop": round(gflop, 1),
+            "jax_gemm_ms": _median_ms(gemm, x, c),
+            "jax_nearest_centroids_ms": _median_ms(nearest, x, c),
+            "jax_segment_sum_ms": _median_ms(sums, x, index),
+            "numpy_gemm_ms": _median_ms(lambda a, b: a @ b.T, points[:usable], init),
+            "numpy": np.__version__, "jax": jax.__version__}
+  record["jax_gemm_gflops"] = round(gflop / record["jax_gemm_ms"] * 1000, 1)
+  record["numpy_gemm_gflops"] = round(gflop / record["numpy_gemm_ms"] * 1000, 1)
+  return record
+
+
 RUNNERS = {"jax": _run_jax, "faiss": _run_faiss, "sklearn": _run_sklearn}
 
 
 def main(argv):
   del argv
-  unknown = set(_LIBS.value) - set(RUNNERS)
+  unknown = set(_LIBS.value) - set(RUNNERS) - {"profile"}
   if unknown:
-    raise app.UsageError(f"--libs: unknown {sorted(unknown)}; choose from {sorted(RUNNERS)}")
+    raise app.UsageError(f"--libs: unknown {sorted(unknown)}; choose from "
+                         f"{sorted(RUNNERS) + ['profile']}")
   n, d, k, iters = _N.value, _D.value, _K.value, _ITERS.value
   points, init_index = _data(n, d, k, _SEED.value)
   init = points[init_index]
   reference = None
-  for lib in _LIBS.value:
+  if "profile" in _LIBS.value:
+    print(json.dumps({"lib": "profile", "n": n, "d": d, "k": k, **_profile(points, init),
+                      "host_cpu": machine.cpu_model()}), flush=True)
+  for lib in [lib for lib in _LIBS.value if lib != "profile"]:
     record, centroids = RUNNERS[lib](points, init, iters)
     objective = _objective(points, centroids)
     reference = objective if reference is None else reference

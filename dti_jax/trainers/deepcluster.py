@@ -211,19 +211,31 @@ class DeepCluster:
     return FeaturePass(chunks, stats, labels[:num_images].astype(np.int32), num_images)
 
 
-def cluster(config: ml_collections.ConfigDict, run: DeepCluster, features: FeaturePass,
-            seed: int) -> tuple[np.ndarray, float]:
-  """PCA-whitening + L2 + k-means of the features, on device: (assignment, k-means loss)."""
+def whitened_points(config: ml_collections.ConfigDict, run: DeepCluster,
+                    features: FeaturePass) -> jax.Array:
+  """PCA-whitening (fitted on the host in float64) + L2 of the features, on device."""
   c = config.cluster
   whitening = pca_lib.fit(features.stats, c.pca_dim, c.pca_relative_eps)
   whitening = jax.device_put(whitening, partition.replicated(run.mesh))
-  points = jnp.concatenate([run.project(whitening, chunk) for chunk in features.chunks]
-                           )[:features.num_images]
+  return jnp.concatenate([run.project(whitening, chunk) for chunk in features.chunks]
+                         )[:features.num_images]
+
+
+def kmeans_assignment(config: ml_collections.ConfigDict, run: DeepCluster, points: jax.Array,
+                      seed: int) -> tuple[np.ndarray, float]:
+  """faiss-style k-means of the whitened points: (assignment, k-means loss)."""
+  c = config.cluster
   mesh = run.mesh
   result = kmeans_lib.kmeans(points, c.k, num_iters=c.niter, seed=seed,
                              mesh=mesh if mesh.size > 1 else None,
                              tile_size=c.get("tile_size", 1024))
   return np.asarray(partition.to_host(result.assignment)), float(result.objectives[-1])
+
+
+def cluster(config: ml_collections.ConfigDict, run: DeepCluster, features: FeaturePass,
+            seed: int) -> tuple[np.ndarray, float]:
+  """PCA-whitening + L2 + k-means of the features, on device: (assignment, k-means loss)."""
+  return kmeans_assignment(config, run, whitened_points(config, run, features), seed)
 
 
 def representation_scores(config: ml_collections.ConfigDict, run: DeepCluster,
@@ -400,9 +412,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     labels = features.labels if np.all(features.labels >= 0) else None
     times["features"] = time.perf_counter() - start
     start = time.perf_counter()
-    assignment, kmeans_loss = cluster(config, run, features, config.seed * 1000 + epoch)
+    points = jax.block_until_ready(whitened_points(config, run, features))
     del features  # the full-width features leave the devices before training
-    times["pca_kmeans"] = time.perf_counter() - start
+    times["pca"] = time.perf_counter() - start
+    start = time.perf_counter()
+    assignment, kmeans_loss = kmeans_assignment(config, run, points,
+                                                config.seed * 1000 + epoch)
+    times["kmeans"] = time.perf_counter() - start
     rng = np.random.default_rng([config.seed, epoch])
     draws, draw_labels = cluster_sampler.uniform_over_clusters(
         assignment, config.cluster.k, num_images, rng, config.sampler.compat_index_bug)
