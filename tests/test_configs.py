@@ -2,10 +2,12 @@
 
 import importlib
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from dti_jax import transforms
-from dti_jax.trainers import dti_clustering
+from dti_jax.trainers import deepcluster, dti_clustering
 
 # From the original configs: name -> (data shape, K, sequence, curriculum, batch, lr,
 # epochs, lr decay epoch, seed, eval every, check every).
@@ -47,3 +49,24 @@ def test_embedded_variants_and_unknown_variant():
   assert mnist.get_config("embedded").data.name == "mnist_embedded"
   with pytest.raises(ValueError, match="unknown variant 'tiny'"):
     mnist.get_config("tiny")
+
+
+@pytest.mark.parametrize("name,arch", [("deepcluster_alexnet", "alexnet"),
+                                       ("deepcluster_vgg16", "vgg16")])
+def test_deepcluster_imagenet_configs_carry_the_papers_settings(name, arch):
+  config = importlib.import_module(f"configs.{name}").get_config()
+  assert (config.model.arch, config.model.sobel, config.model.feature_dim) == (arch, True, 4096)
+  assert (config.cluster.k, config.cluster.pca_dim, config.cluster.niter,
+          config.cluster.pca_relative_eps) == (10_000, 256, 20, 0.0)
+  t = config.train
+  assert (t.batch_size, t.num_epochs, t.lr, t.momentum, t.weight_decay) == (
+      256, 500, 0.05, 0.9, 1e-5)
+  assert (tuple(t.crop_scale), t.flip, config.seed) == ((0.08, 1.0), True, 31)
+  assert (config.data.resize_size, config.data.crop_size) == (256, 224)
+  assert not config.sampler.compat_index_bug
+  smoke = importlib.import_module(f"configs.{name}").get_config("smoke")
+  network = deepcluster.create_network(smoke)
+  shapes = jax.eval_shape(lambda: network.apply(
+      network.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), False),
+      jnp.zeros((2, 64, 64, 3)), False))
+  assert shapes.shape == (2, smoke.model.feature_dim)
