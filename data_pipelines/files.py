@@ -36,6 +36,25 @@ _USPS_SIDE = 16
 _AFFNIST_SIDE = 40
 
 
+def open_tfds_split(builder, name: str, split: str, how_to_prepare: str = ""):
+  """``builder.as_dataset(split)`` in file order; a dataset that is not prepared is a
+  FileNotFoundError naming the directory and the command that prepares it (never a
+  download). ``how_to_prepare`` replaces the default command."""
+  try:
+    # as_dataset never downloads; it raises AssertionError when nothing is prepared.
+    return builder.as_dataset(split=split, shuffle_files=False)
+  except AssertionError as error:
+    if "could not find data" not in str(error):
+      raise
+    root = builder.data_dir_root
+    how_to_prepare = how_to_prepare or (
+        f"fetch it once with `tfds build {name} --data_dir={root}` or "
+        f"`python -c \"import tensorflow_datasets as tfds; "
+        f"tfds.builder('{name}', data_dir='{root}').download_and_prepare()\"`")
+    raise FileNotFoundError(f"tfds dataset {name!r} is not prepared: no data in "
+                            f"{builder.data_dir}; {how_to_prepare}") from None
+
+
 def _fetch_command(name: str, data_dir: str) -> str:
   return f"`python scripts/download_data.py {name} --data_dir={data_dir}`"
 

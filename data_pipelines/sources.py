@@ -277,19 +277,7 @@ def _read_tfds(name: str, splits: tuple[str, ...], data_dir: str | None
   builder = tfds.builder(name, data_dir=data_dir)
   image_parts, label_parts = [], []
   for tfds_split in splits:
-    try:
-      # as_dataset never downloads; it raises AssertionError when nothing is prepared.
-      dataset = builder.as_dataset(split=tfds_split, shuffle_files=False)
-    except AssertionError as error:
-      if "could not find data" not in str(error):
-        raise
-      root = builder.data_dir_root
-      raise FileNotFoundError(
-          f"tfds dataset {name!r} is not prepared: no data in {builder.data_dir}; "
-          f"fetch it once with `tfds build {name} --data_dir={root}` or "
-          f"`python -c \"import tensorflow_datasets as tfds; "
-          f"tfds.builder('{name}', data_dir='{root}').download_and_prepare()\"`"
-      ) from None
+    dataset = files.open_tfds_split(builder, name, tfds_split)
     for batch in dataset.batch(10_000).as_numpy_iterator():
       image_parts.append(batch["image"])
       label_parts.append(batch["label"])

@@ -92,18 +92,11 @@ def tfds_dataset(name: str, split: str, data_dir: str | None) -> StreamingSource
   import tensorflow_datasets as tfds  # Imported here: slow, and only tfds sources need it.
 
   builder = tfds.builder(name, data_dir=data_dir)
-  try:
-    # as_dataset never downloads; it raises AssertionError when nothing is prepared.
-    dataset = builder.as_dataset(split=split, shuffle_files=False)
-  except AssertionError as error:
-    if "could not find data" not in str(error):
-      raise
-    root = builder.data_dir_root
-    raise FileNotFoundError(
-        f"tfds dataset {name!r} is not prepared: no data in {builder.data_dir}; prepare it "
-        f"once with `tfds build {name} --data_dir={root}` (ImageNet needs its archives in "
-        f"{root}/downloads/manual first), or train from an image folder with "
-        "--config.data.name=image_folder_stream --config.data.data_dir=DIR") from None
+  root = builder.data_dir_root
+  dataset = files.open_tfds_split(builder, name, split, (
+      f"prepare it once with `tfds build {name} --data_dir={root}` (ImageNet needs its "
+      f"archives in {root}/downloads/manual first), or train from an image folder with "
+      "--config.data.name=image_folder_stream --config.data.data_dir=DIR"))
   if split in builder.info.splits:
     num_examples = builder.info.splits[split].num_examples
   else:  # only the split's files, no metadata: count

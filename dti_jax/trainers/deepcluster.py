@@ -309,33 +309,36 @@ def input_shape(config: ml_collections.ConfigDict, source) -> tuple[int, int, in
 
 
 def ordered_image_batches(config: ml_collections.ConfigDict, source,
-                          batch_size: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+                          batch_size: int | None = None, ids: np.ndarray | None = None,
+                          crop_size: int | None = None) -> Iterator[dict[str, np.ndarray]]:
   """Every image once in dataset order, this process's rows of each global batch.
 
   Yields dicts with ``image`` uint8 [local, H, W, C] as the network sees it in eval mode
-  (streamed images: Resize(data.resize_size) + CenterCrop(data.crop_size)), ``id``
-  int64 (the image's index), ``label`` int32 (-1 when unknown) and ``_mask`` bool
-  (False on the zero rows that pad the last batch).
+  (streamed images: Resize(data.resize_size) + CenterCrop(``crop_size``, default
+  data.crop_size)), ``id`` int64 (the image's index), ``label`` int32 (-1 when unknown)
+  and ``_mask`` bool (False on the zero rows that pad the last batch). ``ids`` picks a
+  subset of an in-memory source, in that order.
   """
   batch = batch_size or config.eval.batch_size
   batch += -batch % jax.device_count()
   if isinstance(source, streaming.StreamingSource):
     yield from streaming.ordered_batches(
         source, global_batch_size=batch, resize=config.data.resize_size,
-        crop=config.data.crop_size, process_index=jax.process_index(),
+        crop=crop_size or config.data.crop_size, process_index=jax.process_index(),
         process_count=jax.process_count())
     return
+  ids = np.arange(source.num_examples) if ids is None else np.asarray(ids)
   local = batch // jax.process_count()
   first = jax.process_index() * local
   labels = (source.labels if source.num_classes is not None
             else np.full((source.num_examples,), -1, np.int32))
-  for start in range(0, source.num_examples, batch):
-    ids = np.arange(start + first, start + first + local)
-    valid = ids < source.num_examples
-    safe = np.where(valid, ids, 0)
-    images = np.where(valid[:, None, None, None], source.images[safe], 0).astype(np.uint8)
-    yield {"image": images, "id": ids, "label": np.where(valid, labels[safe], -1).astype(
-        np.int32), "_mask": valid}
+  for start in range(0, len(ids), batch):
+    rows = np.arange(start + first, start + first + local)
+    valid = rows < len(ids)
+    picked = ids[np.where(valid, rows, 0)]
+    images = np.where(valid[:, None, None, None], source.images[picked], 0).astype(np.uint8)
+    yield {"image": images, "id": np.where(valid, picked, 0),
+           "label": np.where(valid, labels[picked], -1).astype(np.int32), "_mask": valid}
 
 
 def training_batches(config: ml_collections.ConfigDict, source, draws: np.ndarray,

@@ -177,21 +177,9 @@ def _train_batches(config, source, ids, epoch) -> Iterator[dict[str, np.ndarray]
 
 
 def _val_batches(config, source, ids) -> Iterator[dict[str, np.ndarray]]:
-  batch = config.probe.batch_size // 2
-  batch += -batch % jax.device_count()
-  if isinstance(source, streaming.StreamingSource):
-    yield from streaming.ordered_batches(
-        source, global_batch_size=batch, resize=config.data.resize_size,
-        crop=config.data.resize_size, process_index=jax.process_index(),
-        process_count=jax.process_count())
-    return
-  local = batch // jax.process_count()
-  first = jax.process_index() * local
-  for start in range(0, len(ids), batch):
-    rows = np.arange(start + first, start + first + local)
-    valid = rows < len(ids)
-    picked = ids[np.where(valid, rows, 0)]
-    yield {"image": source.images[picked], "label": source.labels[picked], "_mask": valid}
+  """Validation images in order, 256 x 256 for the (ten-)crops taken on device."""
+  return deepcluster.ordered_image_batches(config, source, config.probe.batch_size // 2, ids,
+                                           crop_size=config.data.resize_size)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,

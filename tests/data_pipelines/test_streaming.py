@@ -123,3 +123,9 @@ def test_bad_folders_are_named(tmp_path):
   source = streaming.image_folder(str(tmp_path / "bad"))
   with pytest.raises(ValueError, match="image_folder_stream .*bad: cannot read an image"):
     list(streaming.ordered_batches(source, global_batch_size=1, resize=8, crop=8))
+
+
+def test_unprepared_tfds_names_the_command_and_the_folder_alternative(tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"tfds dataset 'imagenet2012' is not prepared: .*"
+                     r"tfds build imagenet2012 .*image_folder_stream"):
+    streaming.tfds_dataset("imagenet2012", "train", str(tmp_path))
