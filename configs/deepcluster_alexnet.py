@@ -20,63 +20,12 @@ k = 8, fc 512 wide, 1 epoch, a CPU-sized check of the whole loop.
 
 import ml_collections
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from configs import common, deepcluster_common
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  if variant not in ("", "smoke"):
-    raise ValueError(f"configs/deepcluster_alexnet.py: unknown variant {variant!r}; one of "
-                     "('', 'smoke')")
-  config = ml_collections.ConfigDict()
-  config.method = "deepcluster"
-  config.seed = 31
-  config.eval_only = False
-  config.allow_config_change = False
-
-  config.data = ml_collections.ConfigDict()
-  config.data.name = "tfds_stream"     # or image_folder_stream with data_dir
-  config.data.tfds_name = "imagenet2012"
-  config.data.split = "train"
-  config.data.data_dir = ""
-  config.data.num_examples = 0         # procedural sources only
-  config.data.resize_size = 256        # feature pass: Resize(256) + CenterCrop(224)
-  config.data.crop_size = 224
-  config.data.shuffle_buffer = 50_000  # tfds: the draws are shuffled in this buffer
-  config.data.mean = IMAGENET_MEAN
-  config.data.std = IMAGENET_STD
-
-  config.model = ml_collections.ConfigDict()
-  config.model.arch = "alexnet"
-  config.model.sobel = True
-  config.model.feature_dim = 4096
-
-  config.cluster = ml_collections.ConfigDict()
-  config.cluster.k = 10_000
-  config.cluster.pca_dim = 256
-  config.cluster.pca_relative_eps = 0.0
-  config.cluster.niter = 20
-  config.cluster.tile_size = 4096      # points per distance tile: 4096 x k floats
-
-  config.sampler = ml_collections.ConfigDict()
-  config.sampler.compat_index_bug = False
-
-  config.train = ml_collections.ConfigDict()
-  config.train.batch_size = 256
-  config.train.num_epochs = 500
-  config.train.lr = 0.05
-  config.train.momentum = 0.9
-  config.train.weight_decay = 1e-5
-  config.train.crop_scale = (0.08, 1.0)
-  config.train.flip = True
-
-  config.eval = ml_collections.ConfigDict()
-  config.eval.batch_size = 512         # feature pass
-  config.eval.representation_scores = False  # kNN / logistic probe hold features on host
-
-  config.log = ml_collections.ConfigDict()
-  config.log.every_steps = 500
-
+  common.check_variant("deepcluster_alexnet", variant, ("", "smoke"))
+  config = deepcluster_common.deepcluster_config()
   if variant == "smoke":
     config.data.name = "multi_dsprites_procedural"
     config.data.num_examples = 512

@@ -11,13 +11,11 @@ Variants: (none) ImageNet; ``smoke``: 256 procedural 64x64 images, k = 8, 1 epoc
 
 import ml_collections
 
-from configs import deepcluster_alexnet
+from configs import common, deepcluster_alexnet
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  if variant not in ("", "smoke"):
-    raise ValueError(f"configs/deepcluster_vgg16.py: unknown variant {variant!r}; one of "
-                     "('', 'smoke')")
+  common.check_variant("deepcluster_vgg16", variant, ("", "smoke"))
   config = deepcluster_alexnet.get_config(variant)
   config.model.arch = "vgg16"
   if variant == "smoke":
