@@ -26,7 +26,7 @@ def deepcluster_config() -> ml_collections.ConfigDict:
   config.data.resize_size = 256        # feature pass: Resize(256) + CenterCrop(224)
   config.data.crop_size = 224
   config.data.shuffle_buffer = 50_000  # tfds: the draws are shuffled in this buffer
-  config.data.mean = IMAGENET_MEAN     # normalisation of x / 255 (a scalar for 1 channel)
+  config.data.mean = IMAGENET_MEAN     # normalisation of x / 255, per channel
   config.data.std = IMAGENET_STD
 
   config.model = ml_collections.ConfigDict()

@@ -21,8 +21,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   common.check_variant("deepcluster_mnist", variant, ("", "smoke"))
   config = deepcluster_common.deepcluster_config()
   config.data.name = "mnist_embedded"
-  config.data.mean = 0.1307           # input normalisation of x / 255
-  config.data.std = 0.3081
+  config.data.mean = (0.1307,)        # input normalisation of x / 255
+  config.data.std = (0.3081,)
   config.model.arch = "mini_alexnet"
   config.model.feature_dim = 256
   config.cluster.k = 100
@@ -37,7 +37,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.log.every_steps = 50
   if variant == "smoke":
     config.data.name = "digits_embedded"
-    config.data.mean, config.data.std = 0.27, 0.38
+    config.data.mean, config.data.std = (0.27,), (0.38,)
     config.cluster.k = 20
     config.cluster.pca_dim = 32
     config.train.num_epochs = 3

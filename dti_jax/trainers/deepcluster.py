@@ -77,7 +77,7 @@ def new_head(key: jax.Array, features: int, k: int) -> dict:
 
 
 def normalize(config: ml_collections.ConfigDict, images_uint8: jax.Array) -> jax.Array:
-  """x / 255, then (x - mean) / std per channel (a scalar for one channel)."""
+  """x / 255, then (x - mean) / std per channel."""
   mean, std = (jnp.asarray(v, jnp.float32) for v in (config.data.mean, config.data.std))
   return (images_uint8.astype(jnp.float32) / 255.0 - mean) / std
 
