@@ -17,6 +17,7 @@ import numpy as np
 from data_pipelines import derived
 from data_pipelines import files
 from data_pipelines import procedural
+from data_pipelines import shapes
 
 # Spec: the torchvision-style sets train on the official test split followed by the
 # official train split (test first; SVHN adds `extra`), score the final clustering on
@@ -33,9 +34,10 @@ _TFDS = {  # source name -> (tfds name, split -> tfds splits in order)
 _EMBEDDED_NAMES = ("mnist_embedded", "digits_embedded")
 _DERIVED_NAMES = ("mnist_1k", "mnist_color")
 _FILE_NAMES = ("usps", "affnist_test", "frgc", "gtsrb8", "weizmann_horse", "image_folder")
-_PROCEDURAL = {  # source name -> generator of `data_pipelines.procedural`
+_PROCEDURAL = {  # source name -> generator of `data_pipelines.procedural` or `.shapes`
     "tetrominoes_procedural": procedural.tetrominoes,
     "multi_dsprites_procedural": procedural.multi_dsprites,
+    "dlp_shapes_procedural": shapes.generate,
 }
 # Read from the multi-object-datasets TFRecords (see `data_pipelines.multi_object`).
 _MULTI_OBJECT_NAMES = ("tetrominoes", "multi_dsprites", "clevr6")
@@ -122,7 +124,8 @@ def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
       tfds directory; "usps", "affnist_test", "frgc", "gtsrb8" (8 GTSRB classes),
       "weizmann_horse" (with binary horse masks) and "image_folder" read files;
       "tetrominoes_procedural" and "multi_dsprites_procedural" are generated
-      (`data_pipelines.procedural`); "tetrominoes", "multi_dsprites" and "clevr6"
+      (`data_pipelines.procedural`), "dlp_shapes_procedural" too (DLP's random
+      shapes, `data_pipelines.shapes`); "tetrominoes", "multi_dsprites" and "clevr6"
       read the multi-object-datasets TFRecords (`data_pipelines.multi_object`).
       Nothing is ever downloaded here (see scripts/download_data.py).
     data_dir: tfds data directory for the tfds-based sets (None: the tfds default,

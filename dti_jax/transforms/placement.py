@@ -69,3 +69,29 @@ def place_with_position(image: jax.Array, beta: jax.Array, height: int,
   x0, x1, wx0, wx1 = interpolation_taps(scale, beta[1], width, image.shape[1])
   rows = image[y0] * wy0[:, None, None] + image[y1] * wy1[:, None, None]
   return rows[:, x0] * wx0[None, :, None] + rows[:, x1] * wx1[None, :, None]
+
+
+def source_positions(scale: jax.Array, shift: jax.Array, out_size: int,
+                     in_size: int) -> jax.Array:
+  """[out_size] input pixel coordinates read by the 1-D map u -> scale * u + shift.
+
+  Same convention as `interpolation_taps`: output pixel centres u = (2i + 1) / out_size
+  - 1, read at input pixel ((g + 1) in_size - 1) / 2 (align_corners=False), so pixel 0
+  of the input is at coordinate 0.
+  """
+  u = (2.0 * jnp.arange(out_size, dtype=jnp.float32) + 1.0) / out_size - 1.0
+  return ((scale * u + shift + 1.0) * in_size - 1.0) * 0.5
+
+
+def interpolation_matrix(scale: jax.Array, shift: jax.Array, out_size: int,
+                         in_size: int) -> jax.Array:
+  """[out_size, in_size] bilinear weights of the 1-D map u -> scale * u + shift.
+
+  Row i holds max(0, 1 - |p_i - j|) for input pixel j, with p_i from `source_positions`:
+  the two taps of `interpolation_taps` written densely, zero outside the input (zero
+  padding). An axis-aligned warp is then W_y X W_x^T, two small matmuls, which is
+  faster than a gather on CPU and differentiable in scale and shift like grid_sample.
+  """
+  position = source_positions(scale, shift, out_size, in_size)
+  grid = jnp.arange(in_size, dtype=jnp.float32)
+  return jnp.maximum(0.0, 1.0 - jnp.abs(position[:, None] - grid[None, :]))
