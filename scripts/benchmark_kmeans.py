@@ -117,7 +117,7 @@ def _median_ms(function, *args, repeats=5) -> float:
     start = time.perf_counter()
     jax.block_until_ready(function(*args))
     times.append(time.perf_counter() - start)
-  return round(1000 * float(np.median(times)), 1)
+  return 1000 * float(np.median(times))
 
 
 def _profile(points, init):
@@ -136,15 +136,16 @@ def _profile(points, init):
   nearest = jax.jit(lambda a, b: kmeans.nearest_centroids(a, b, tile))
   sums = jax.jit(lambda a, i: jax.ops.segment_sum(a, i, num_segments=k))
   gflop = 2 * usable * k * points.shape[1] / 1e9
-  record = {"points": usable, "gemm_gflop": round(gflop, 1),
+  record = {"points": usable, "gemm_gflop": round(gflop, 3),
             "jax_gemm_ms": _median_ms(gemm, x, c),
             "jax_nearest_centroids_ms": _median_ms(nearest, x, c),
             "jax_segment_sum_ms": _median_ms(sums, x, index),
             "numpy_gemm_ms": _median_ms(lambda a, b: a @ b.T, points[:usable], init),
             "numpy": np.__version__, "jax": jax.__version__}
-  record["jax_gemm_gflops"] = round(gflop / record["jax_gemm_ms"] * 1000, 1)
-  record["numpy_gemm_gflops"] = round(gflop / record["numpy_gemm_ms"] * 1000, 1)
-  return record
+  for lib in ("jax", "numpy"):
+    record[f"{lib}_gemm_gflops"] = round(gflop / record[f"{lib}_gemm_ms"] * 1000, 1)
+  return {name: round(value, 3) if name.endswith("_ms") else value
+          for name, value in record.items()}
 
 
 RUNNERS = {"jax": _run_jax, "faiss": _run_faiss, "sklearn": _run_sklearn}
