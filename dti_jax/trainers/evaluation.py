@@ -141,13 +141,16 @@ class Evaluator:
 
 
 def format_scores(scores: dict[str, Any]) -> str:
-  names = [n for n in ("ari_fg", "ari", "miou", "acc", "nmi", "loss", "nmi_diff") if n in scores]
+  names = [n for n in ("ari_fg", "ari", "miou", "acc", "nmi", "loss", "nmi_diff", "psnr",
+                       "recall_4px", "random_recall_4px", "precision_active_4px", "elbo")
+           if n in scores]
   return " ".join(f"{n} {scores[n]:.4f}" for n in names)
 
 
 def write_eval(writer, step, prefix, scores, images=None):
   scalars = {f"{prefix}/{n}": v for n, v in scores.items() if n != "proportions"}
-  scalars.update({f"{prefix}/proportion_{k}": p for k, p in enumerate(scores["proportions"])})
+  scalars.update({f"{prefix}/proportion_{k}": p
+                  for k, p in enumerate(scores.get("proportions", ()))})
   writer.write_scalars(step, scalars)
   if images is not None:
     writer.write_images(step, {name: grids.to_uint8(img)[None] for name, img in images.items()})

@@ -26,13 +26,14 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 import data_pipelines
-from dti_jax.trainers import (checkpointing, deepcluster, dti_clustering, dti_sprites,
-                              evaluation, linear_probe, partition, reporting,
-                              sprites_evaluation,
+from dti_jax.trainers import (checkpointing, deepcluster, dlp, dlp_evaluation,
+                              dti_clustering, dti_sprites, evaluation, linear_probe,
+                              partition, reporting, sprites_evaluation,
                               workdir as workdir_lib)
 
-METHODS = {"dti_clustering": dti_clustering, "dti_sprites": dti_sprites}
-EVALUATION = {"dti_clustering": evaluation, "dti_sprites": sprites_evaluation}
+METHODS = {"dti_clustering": dti_clustering, "dti_sprites": dti_sprites, "dlp": dlp}
+EVALUATION = {"dti_clustering": evaluation, "dti_sprites": sprites_evaluation,
+              "dlp": dlp_evaluation}
 
 
 def _method(config: ml_collections.ConfigDict):
@@ -211,7 +212,7 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
   reassign_fn = jax.jit(functools.partial(method.reassign_clusters, config=config),
                         out_shardings=(repl, repl), donate_argnums=0)
   step = int(state.step)
-  loss_sum, loss_count, stage_now = 0.0, 0, None
+  sums, loss_count, stage_now = {}, 0, None  # metric sums since the last log step
   first_bad, stopping = jnp.int32(-1), False
   multi_host = jax.process_count() > 1
 
@@ -236,7 +237,9 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
       state, metrics = step_fn(stage_now)(state, batch)
       step += 1
       first_bad = _first_nonfinite(first_bad, metrics["loss"], step)
-      loss_sum, loss_count = loss_sum + metrics["loss"], loss_count + 1
+      sums = {name: sums.get(name, 0.0) + value for name, value in metrics.items()
+              if name != "learning_rate"}
+      loss_count += 1
 
       if (config.model.reassign_clusters and step % config.train.check_cluster_every_steps == 0
           and method.reassign_allowed(stage_now)):
@@ -247,18 +250,20 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
           reporting.console(f"step {step}: reassigned {moved} small cluster(s)")
 
       if step % config.log.every_steps == 0 or step == total_steps:
-        loss = float(loss_sum) / loss_count
+        means = {name: float(value) / loss_count for name, value in sums.items()}
+        loss = means["loss"]
         if not np.isfinite(loss):
           _check_finite(state, first_bad, step, manager)
         speed = progress.update(step)
-        writer.write_scalars(step, {"train/loss": loss, "train/learning_rate":
+        writer.write_scalars(step, {**{f"train/{n}": v for n, v in means.items()},
+                                    "train/learning_rate":
                                     float(metrics["learning_rate"]),
                                     **method.stage_scalars(stage_now), **{
                                         f"train/{n}": v for n, v in speed.items()}})
         reporting.console(f"step {step}/{total_steps} epoch {step / steps_per_epoch:.1f} "
                           f"loss {loss:.5f} | {speed['steps_per_sec']:.2f} steps/s | "
                           f"ETA {speed['eta_minutes']:.1f} min")
-        loss_sum, loss_count = 0.0, 0
+        sums, loss_count = {}, 0
 
       if step % config.eval.every_steps == 0 and step < total_steps:
         start = time.perf_counter()

@@ -1,0 +1,148 @@
+"""Deep Latent Particles' scores and pictures on held-out images.
+
+Scores (spec section 9), eval-mode BN, deterministic encoding (z = mu, z_f = mu_f) and
+learned presences: PSNR of the clamped reconstruction (mean over images); on data with
+instance masks, object recall@r (all particles, and active ones: obj_on > 0.5) and
+precision@r of the active particles against the mask centroids, with the recall of as
+many uniformly random points beside them; and the validation "ELBO" (spec 6.1: the
+training objective with sampled particles and the background particle in the
+Chamfer-KL, lower is better) over the full batches. The procedural shapes are scored
+on a held-out draw (``eval.heldout_seed``), other data on its first images.
+"""
+
+import functools
+import json
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+import data_pipelines
+from data_pipelines import shapes
+from dti_jax.metrics import keypoints
+from dti_jax.models import dlp_losses
+from dti_jax.trainers import dlp, evaluation, partition
+from dti_jax.viz import grids, particles as particle_viz
+
+PANEL_IMAGES = 8
+
+
+def heldout_source(config, source) -> data_pipelines.ArraySource:
+  e = config.eval
+  if config.data.name.endswith("_procedural"):
+    return data_pipelines.load_source(config.data.name, num_examples=e.num_images,
+                                      seed=e.heldout_seed)
+  return first_images(source, min(e.num_images, source.num_examples))
+
+
+class DLPEvaluator:
+  """Scores a held-out set and renders the particle pictures."""
+
+  def __init__(self, config, mesh, source: data_pipelines.ArraySource):
+    self.config, self.mesh, self.source = config, mesh, source
+    self.centres = None if source.masks is None else shapes.object_centroids(source.masks)
+    repl, data = partition.replicated(mesh), partition.data_sharding(mesh)
+    self._deterministic = jax.jit(functools.partial(dlp.eval_outputs, config=config),
+                                  in_shardings=(repl, data), out_shardings=data)
+
+    def elbo(state, images, key):
+      out = dlp.eval_outputs(state, images, config=config, deterministic=False, key=key)
+      total, _ = dlp_losses.loss(out, images, phase="normal", include_background_in_ckl=True,
+                                 **dlp.loss_kwargs(config))
+      return total
+
+    self._elbo = jax.jit(elbo, in_shardings=(repl, data, repl), out_shardings=repl)
+
+  def outputs(self, state, source=None, with_elbo: bool = False) -> dict[str, np.ndarray]:
+    """Deterministic outputs of every image of ``source`` (default: the held-out set) as
+    host arrays, and with ``with_elbo`` the validation ELBO."""
+    source = source or self.source
+    keep = ("mu", "logvar", "reconstruction", "background", "objects", "obj_on")
+    results, elbos = [], []
+    for index, host_batch in enumerate(data_pipelines.eval_batches(
+        source, global_batch_size=self.config.eval.batch_size,
+        process_index=jax.process_index(), process_count=jax.process_count())):
+      batch = partition.to_global({"image": host_batch["image"]}, self.mesh)
+      out = self._deterministic(state, batch["image"])
+      results.append({name: out[name] for name in keep if name in out})
+      if with_elbo and host_batch["_mask"].all():
+        elbos.append(self._elbo(state, batch["image"], jax.random.key(index)))
+    results = partition.to_host(results)
+    count = source.num_examples
+    merged = {name: np.concatenate([r[name] for r in results])[:count] for name in results[0]}
+    if elbos:
+      merged["elbo"] = float(np.mean(jax.device_get(elbos)))
+    return merged
+
+  def scores(self, state, stage=None) -> dict[str, Any]:
+    del stage
+    out = self.outputs(state, with_elbo=True)
+    images = self.source.images.astype(np.float32) / 255.0
+    errors = np.mean((np.clip(out["reconstruction"], 0, 1) - images) ** 2, axis=(1, 2, 3))
+    scores = {"psnr": float(np.mean(-10 * np.log10(np.maximum(errors, 1e-12))))}
+    if "elbo" in out:
+      scores["elbo"] = out["elbo"]
+    if self.centres is not None:
+      side = images.shape[1]
+      points = keypoints.to_pixels(out["mu"][:, :-1], side)
+      active = out["obj_on"] > 0.5 if "obj_on" in out else None
+      for radius in self.config.eval.radii:
+        scores[f"recall_{radius}px"] = keypoints.object_recall(points, self.centres, radius)
+        scores[f"random_recall_{radius}px"] = keypoints.random_recall(
+            self.centres, points.shape[1], radius, side)
+        if active is not None:
+          scores[f"recall_active_{radius}px"] = keypoints.object_recall(
+              points, self.centres, radius, active)
+          scores[f"precision_active_{radius}px"] = keypoints.particle_precision(
+              points, self.centres, radius, active)
+      if active is not None:
+        scores["active_particles"] = float(active.sum(axis=1).mean())
+    return scores
+
+  def images(self, state, stage=None) -> dict[str, np.ndarray]:
+    """``particles``: per column an image; rows: input, particles (faded by obj_on),
+    reconstruction, objects without background, background."""
+    del stage
+    count = min(PANEL_IMAGES, self.source.num_examples)
+    first = first_images(self.source, count)
+    out = self.outputs(state, first)
+    images = first.images.astype(np.float32) / 255.0
+    side = images.shape[1]
+    points = keypoints.to_pixels(out["mu"][:, :-1], side)
+    presence = out.get("obj_on", np.ones(points.shape[:2]))
+    rows = [images,
+            np.stack([particle_viz.draw_circles(image, p, strength=s)
+                      for image, p, s in zip(images, points, presence)]),
+            np.clip(out["reconstruction"], 0, 1)]
+    for name in ("objects", "background"):
+      if name in out:
+        rows.append(np.clip(out[name], 0, 1))
+    grid = grids.make_grid(np.concatenate(rows), columns=count)
+    return {"particles": grids.upscale(grid, max(1, 128 // side))}
+
+
+def first_images(source: data_pipelines.ArraySource, count: int) -> data_pipelines.ArraySource:
+  return data_pipelines.ArraySource(
+      name=source.name, images=source.images[:count], labels=source.labels[:count],
+      num_classes=source.num_classes, masks=None if source.masks is None else source.masks[:count])
+
+
+def create_evaluator(config, method, mesh, source) -> DLPEvaluator:  # pylint: disable=unused-argument
+  return DLPEvaluator(config, mesh, heldout_source(config, source))
+
+
+def final_evaluation(evaluator: DLPEvaluator, state, stage, source, writer,
+                     workdir: str) -> dict[str, Any]:
+  """Scores the held-out images; writes summaries, the picture PNG and final_scores.json."""
+  del source
+  final = evaluator.scores(state, stage)
+  images = evaluator.images(state, stage)
+  step = int(state.step)
+  evaluation.write_eval(writer, step, "final", final, images)
+  evaluation.save_frame(workdir, step, images)
+  if jax.process_index() == 0:
+    grids.save_png(os.path.join(workdir, "particles.png"), images["particles"])
+    with open(os.path.join(workdir, "final_scores.json"), "w") as f:
+      json.dump(final, f, indent=1)
+  return final
