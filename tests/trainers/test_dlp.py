@@ -3,9 +3,7 @@ pictures, and one-line config errors."""
 
 import json
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from configs import dlp_shapes
