@@ -22,7 +22,7 @@ import data_pipelines
 from data_pipelines import shapes
 from dti_jax.metrics import keypoints
 from dti_jax.models import dlp_losses
-from dti_jax.trainers import dlp, evaluation, partition
+from dti_jax.trainers import dlp, evaluation, partition, sprites_evaluation
 from dti_jax.viz import grids, particles as particle_viz
 
 PANEL_IMAGES = 8
@@ -33,7 +33,7 @@ def heldout_source(config, source) -> data_pipelines.ArraySource:
   if config.data.name.endswith("_procedural"):
     return data_pipelines.load_source(config.data.name, num_examples=e.num_images,
                                       seed=e.heldout_seed)
-  return first_images(source, min(e.num_images, source.num_examples))
+  return sprites_evaluation.first_images(source, min(e.num_images, source.num_examples))
 
 
 class DLPEvaluator:
@@ -105,7 +105,7 @@ class DLPEvaluator:
     reconstruction, objects without background, background."""
     del stage
     count = min(PANEL_IMAGES, self.source.num_examples)
-    first = first_images(self.source, count)
+    first = sprites_evaluation.first_images(self.source, count)
     out = self.outputs(state, first)
     images = first.images.astype(np.float32) / 255.0
     side = images.shape[1]
@@ -120,12 +120,6 @@ class DLPEvaluator:
         rows.append(np.clip(out[name], 0, 1))
     grid = grids.make_grid(np.concatenate(rows), columns=count)
     return {"particles": grids.upscale(grid, max(1, 128 // side))}
-
-
-def first_images(source: data_pipelines.ArraySource, count: int) -> data_pipelines.ArraySource:
-  return data_pipelines.ArraySource(
-      name=source.name, images=source.images[:count], labels=source.labels[:count],
-      num_classes=source.num_classes, masks=None if source.masks is None else source.masks[:count])
 
 
 def create_evaluator(config, method, mesh, source) -> DLPEvaluator:  # pylint: disable=unused-argument
