@@ -286,6 +286,25 @@ def read_weizmann_horse(data_dir: str, image_size: int = WEIZMANN_HORSE_SIDE
   return images, masks
 
 
+def read_model_input(path: str, image_shape: tuple[int, int, int],
+                     crop_size: int = 0) -> np.ndarray:
+  """[H, W, C] float32 in [0, 1]: grey or RGB as the model, resized as the config's data.
+
+  With ``crop_size`` (photo collections) the shorter side is resized to it and the
+  centre cropped as the training loader does; otherwise the image is resized
+  to H x W (bilinear).
+  """
+  height, width, channels = image_shape
+  with Image.open(path) as image:
+    image = image.convert("L" if channels == 1 else "RGB")
+    if crop_size:
+      image = Image.fromarray(resize_and_center_crop(image, crop_size))
+    if image.size != (width, height):
+      image = image.resize((width, height), Image.BILINEAR)
+    pixels = np.asarray(image, np.float32) / 255.0
+  return pixels.reshape(height, width, channels)
+
+
 def _image_paths(folder: str, extensions: tuple[str, ...]) -> list[str]:
   """Files directly in `folder` whose lower-cased name ends with one of `extensions`."""
   return sorted(

@@ -44,27 +44,6 @@ def list_images(pattern: str) -> list[str]:
   return sorted(p for p in paths if p.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(p))
 
 
-def read_image(path: str, image_shape: tuple[int, int, int], crop_size: int):
-  """[H, W, C] float32 in [0, 1]: grey or RGB as the model, resized as the config's data.
-
-  With ``crop_size`` (photo collections) the shorter side is resized to it and the
-  centre cropped by the training loader's own function; otherwise the image is resized
-  to H x W (bilinear).
-  """
-  import numpy as np
-  from PIL import Image
-
-  height, width, channels = image_shape
-  with Image.open(path) as image:
-    image = image.convert("L" if channels == 1 else "RGB")
-    if crop_size:
-      image = Image.fromarray(files.resize_and_center_crop(image, crop_size))
-    if image.size != (width, height):
-      image = image.resize((width, height), Image.BILINEAR)
-    pixels = np.asarray(image, np.float32) / 255.0
-  return pixels.reshape(height, width, channels)
-
-
 def main(argv):
   del argv
   if not _WORKDIR.value or not _IMAGES.value:
@@ -112,7 +91,7 @@ def main(argv):
     batch_paths, images = [], []
     for path in paths[start:start + _BATCH.value]:
       try:
-        images.append(read_image(path, shape, config.data.image_size))
+        images.append(files.read_model_input(path, shape, config.data.image_size))
         batch_paths.append(path)
       except Exception as error:  # one unreadable file must not stop the others
         failures += 1

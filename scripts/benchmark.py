@@ -1,4 +1,4 @@
-"""Train-step throughput of DTI-Clustering and DTI-Sprites configs, one JSON line per run.
+"""Train-step throughput of DTI-Clustering, DTI-Sprites and DLP configs, one JSON line per run.
 
   python scripts/benchmark.py --config=configs/mnist.py --steps=20
   python scripts/benchmark.py --config=configs/tetrominoes.py:procedural --devices=4
@@ -6,7 +6,7 @@
 
 Each config is timed on random images of its data's shape (nothing is read or
 downloaded) at its first curriculum stage and at its last (the full transformation
-sequence), or at the stages of ``--stages``. A run reports the compile time, the
+sequence; for DLP the warm-up and the normal phase), or at the stages of ``--stages``. A run reports the compile time, the
 median and p90 time of the jitted train step with the batch already on the devices,
 images/s from that median, images/s of the same step fed by the input pipeline
 (``data_pipelines.train_batches``: gather, uint8 -> float, prefetch, host -> device),
@@ -53,7 +53,7 @@ _PROFILE_DIR = flags.DEFINE_string(
 _IMAGE_SHAPE = flags.DEFINE_string("image_shape", "", "H,W,C of the random images "
                                    "(default: the shape of the config's dataset).")
 
-METHODS = ("dti_clustering", "dti_sprites")
+METHODS = ("dti_clustering", "dti_sprites", "dlp")
 
 # Every experiment config (file, variant) that `--all` runs.
 ALL_CONFIGS = (
@@ -73,7 +73,7 @@ _SHAPES = {
     "digits_embedded": (8, 8, 1), "gtsrb8": (28, 28, 3), "weizmann_horse": (128, 128, 3),
     "tetrominoes": (35, 35, 3), "tetrominoes_procedural": (35, 35, 3),
     "multi_dsprites": (64, 64, 3), "multi_dsprites_procedural": (64, 64, 3),
-    "clevr6": (128, 128, 3),
+    "clevr6": (128, 128, 3), "dlp_shapes_procedural": (64, 64, 3),
 }
 
 

@@ -79,25 +79,11 @@ class DLPEvaluator:
     del stage
     out = self.outputs(state, with_elbo=True)
     images = self.source.images.astype(np.float32) / 255.0
-    errors = np.mean((np.clip(out["reconstruction"], 0, 1) - images) ** 2, axis=(1, 2, 3))
-    scores = {"psnr": float(np.mean(-10 * np.log10(np.maximum(errors, 1e-12))))}
+    scores = keypoints.particle_scores(images, out["reconstruction"], out["mu"][:, :-1],
+                                       self.centres, out.get("obj_on"),
+                                       tuple(self.config.eval.radii))
     if "elbo" in out:
       scores["elbo"] = out["elbo"]
-    if self.centres is not None:
-      side = images.shape[1]
-      points = keypoints.to_pixels(out["mu"][:, :-1], side)
-      active = out["obj_on"] > 0.5 if "obj_on" in out else None
-      for radius in self.config.eval.radii:
-        scores[f"recall_{radius}px"] = keypoints.object_recall(points, self.centres, radius)
-        scores[f"random_recall_{radius}px"] = keypoints.random_recall(
-            self.centres, points.shape[1], radius, side)
-        if active is not None:
-          scores[f"recall_active_{radius}px"] = keypoints.object_recall(
-              points, self.centres, radius, active)
-          scores[f"precision_active_{radius}px"] = keypoints.particle_precision(
-              points, self.centres, radius, active)
-      if active is not None:
-        scores["active_particles"] = float(active.sum(axis=1).mean())
     return scores
 
   def images(self, state, stage=None) -> dict[str, np.ndarray]:
