@@ -26,6 +26,10 @@ from dti_jax.trainers import dlp, evaluation, partition, sprites_evaluation
 from dti_jax.viz import grids, particles as particle_viz
 
 PANEL_IMAGES = 8
+GLIMPSE_IMAGES = 4
+SCORED_OUTPUTS = ("mu", "logvar", "reconstruction", "background", "objects", "obj_on")
+PICTURED_OUTPUTS = SCORED_OUTPUTS + ("glimpses", "decoded_glimpses", "decoded_alphas",
+                                     "alphas", "gaussian_maps")
 
 
 def heldout_source(config, source) -> data_pipelines.ArraySource:
@@ -54,11 +58,11 @@ class DLPEvaluator:
 
     self._elbo = jax.jit(elbo, in_shardings=(repl, data, repl), out_shardings=repl)
 
-  def outputs(self, state, source=None, with_elbo: bool = False) -> dict[str, np.ndarray]:
+  def outputs(self, state, source=None, with_elbo: bool = False,
+              keep: tuple[str, ...] = SCORED_OUTPUTS) -> dict[str, np.ndarray]:
     """Deterministic outputs of every image of ``source`` (default: the held-out set) as
     host arrays, and with ``with_elbo`` the validation ELBO."""
     source = source or self.source
-    keep = ("mu", "logvar", "reconstruction", "background", "objects", "obj_on")
     results, elbos = [], []
     for index, host_batch in enumerate(data_pipelines.eval_batches(
         source, global_batch_size=self.config.eval.batch_size,
@@ -87,25 +91,58 @@ class DLPEvaluator:
     return scores
 
   def images(self, state, stage=None) -> dict[str, np.ndarray]:
-    """``particles``: per column an image; rows: input, particles (faded by obj_on),
-    reconstruction, objects without background, background."""
+    """Pictures of the first held-out images.
+
+    ``particles``: per column an image; rows: input, particles (rings of radius 3 px
+    faded by obj_on), their uncertainty (rings of radius the posterior std in pixels),
+    reconstruction, and for the object model the objects without background and the
+    background. ``masks``: per image a row of the particles' masks (object model: the
+    pasted alphas times obj_on; masked model: the Gaussian maps, upsampled).
+    ``glimpses`` (object model): per image two rows, the encoder's glimpses and the
+    decoded RGBA glimpses over black.
+    """
     del stage
     count = min(PANEL_IMAGES, self.source.num_examples)
     first = sprites_evaluation.first_images(self.source, count)
-    out = self.outputs(state, first)
+    out = self.outputs(state, first, keep=PICTURED_OUTPUTS)
     images = first.images.astype(np.float32) / 255.0
     side = images.shape[1]
+    scale = max(1, 128 // side)
     points = keypoints.to_pixels(out["mu"][:, :-1], side)
+    stds = np.exp(0.5 * out["logvar"][:, :-1]).mean(axis=-1) * (side - 1) / 2
     presence = out.get("obj_on", np.ones(points.shape[:2]))
     rows = [images,
             np.stack([particle_viz.draw_circles(image, p, strength=s)
                       for image, p, s in zip(images, points, presence)]),
+            np.stack([particle_viz.draw_circles(image, p, radius=np.maximum(r, 1.0),
+                                                strength=s)
+                      for image, p, r, s in zip(images, points, stds, presence)]),
             np.clip(out["reconstruction"], 0, 1)]
     for name in ("objects", "background"):
       if name in out:
         rows.append(np.clip(out[name], 0, 1))
-    grid = grids.make_grid(np.concatenate(rows), columns=count)
-    return {"particles": grids.upscale(grid, max(1, 128 // side))}
+    pictures = {"particles": grids.upscale(grids.make_grid(np.concatenate(rows),
+                                                           columns=count), scale)}
+    shown = min(GLIMPSE_IMAGES, count)
+    particles = points.shape[1]
+    if "alphas" in out:
+      masks = out["alphas"][:shown, ..., 0]                       # [n, K, S, S]
+    else:
+      maps = out["gaussian_maps"][:shown]                          # [n, F, F, K]
+      factor = side // maps.shape[1]
+      masks = np.moveaxis(maps, -1, 1).repeat(factor, axis=2).repeat(factor, axis=3)
+    masks = np.repeat(np.clip(masks, 0, 1)[..., None], 3, axis=-1)
+    pictures["masks"] = grids.upscale(grids.make_grid(
+        masks.reshape((-1,) + masks.shape[2:]), columns=particles), scale)
+    if "decoded_glimpses" in out:
+      encoded = out["glimpses"][:shown]                           # [n, K, g, g, 3]
+      decoded = np.clip(out["decoded_glimpses"][:shown] * out["decoded_alphas"][:shown],
+                        0, 1)
+      pairs = np.stack([np.clip(encoded, 0, 1), decoded], axis=1)  # [n, 2, K, g, g, 3]
+      pictures["glimpses"] = grids.upscale(grids.make_grid(
+          pairs.reshape((-1,) + pairs.shape[3:]), columns=particles),
+          max(1, 64 // pairs.shape[3]))
+    return pictures
 
 
 def create_evaluator(config, method, mesh, source) -> DLPEvaluator:  # pylint: disable=unused-argument
@@ -122,7 +159,8 @@ def final_evaluation(evaluator: DLPEvaluator, state, stage, source, writer,
   evaluation.write_eval(writer, step, "final", final, images)
   evaluation.save_frame(workdir, step, images)
   if jax.process_index() == 0:
-    grids.save_png(os.path.join(workdir, "particles.png"), images["particles"])
+    for name, picture in images.items():
+      grids.save_png(os.path.join(workdir, f"{name}.png"), picture)
     with open(os.path.join(workdir, "final_scores.json"), "w") as f:
       json.dump(final, f, indent=1)
   return final

@@ -12,19 +12,21 @@ PALETTE = np.array([[int(h[i:i + 2], 16) for i in (0, 2, 4)] for h in (
     "FF00CC", "299617", "AF6E4D")], np.float32) / 255.0
 
 
-def draw_circles(image: np.ndarray, centres: np.ndarray, radius: float = 3.0,
+def draw_circles(image: np.ndarray, centres: np.ndarray, radius: float | np.ndarray = 3.0,
                  colours: np.ndarray | None = None, strength: np.ndarray | None = None
                  ) -> np.ndarray:
   """[H, W, 3] in [0, 1] with a ring of width ~1 px around each of ``centres`` [K, 2].
 
+  ``radius``: one for all rings or one per ring [K] (e.g. the posterior std in pixels).
   ``strength`` [K] in [0, 1] blends each ring with the image (e.g. obj_on), 1 = opaque.
   """
   out = np.array(image, np.float32, copy=True)
   height, width = out.shape[:2]
   rows, cols = np.mgrid[0:height, 0:width]
   colours = PALETTE if colours is None else colours
+  radii = np.broadcast_to(np.asarray(radius, np.float64), (len(centres),))
   for k, (row, col) in enumerate(np.asarray(centres, np.float64)):
-    ring = np.abs(np.hypot(rows - row, cols - col) - radius) <= 0.5
+    ring = np.abs(np.hypot(rows - row, cols - col) - radii[k]) <= 0.5
     alpha = 1.0 if strength is None else float(strength[k])
     out[ring] = (1 - alpha) * out[ring] + alpha * colours[k % len(colours)]
   return out

@@ -52,7 +52,8 @@ def test_short_run_scores_held_out_scenes(tmp_path):
   assert 0 < scores["random_recall_4px"] < 0.5
   with open(tmp_path / "final_scores.json") as f:
     assert json.load(f)["psnr"] == pytest.approx(scores["psnr"])
-  assert (tmp_path / "particles.png").exists()
+  for name in ("particles", "masks", "glimpses"):
+    assert (tmp_path / f"{name}.png").exists()
 
 
 def test_bad_config_is_one_line(tmp_path):

@@ -22,3 +22,12 @@ def test_box_outline_has_the_glimpse_side():
   rows, cols = np.nonzero(drawn.any(axis=-1))
   assert (rows.min(), rows.max(), cols.min(), cols.max()) == (24, 39, 24, 39)
   assert not drawn[25:39, 25:39].any()
+
+
+def test_per_ring_radius():
+  image = np.zeros((40, 40, 3), np.float32)
+  drawn = particles.draw_circles(image, np.array([[10.0, 10.0], [28.0, 28.0]]),
+                                 radius=np.array([2.0, 6.0]))
+  for k, (row, col, radius) in enumerate([(10, 10, 2.0), (28, 28, 6.0)]):
+    rows, cols = np.nonzero(np.all(drawn == particles.PALETTE[k], axis=-1))
+    assert np.all(np.abs(np.hypot(rows - row, cols - col) - radius) <= 0.5)
