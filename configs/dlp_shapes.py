@@ -22,72 +22,39 @@ a 100-step warm-up, lr 2e-3 for 1,500 steps).
 import ml_collections
 
 from configs import common
+from configs import dlp_common
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
   common.check_variant("dlp_shapes", variant, ("", "cpu"))
-  config = ml_collections.ConfigDict()
-  config.method = "dlp"
-  config.seed = 0
-  config.eval_only = False
-  config.allow_config_change = False
-  config.mixed_precision = False
-
-  config.data = ml_collections.ConfigDict()
+  config = dlp_common.base_config()
   config.data.name = "dlp_shapes_procedural"
-  config.data.data_dir = ""
-  config.data.split = "train"
-  config.data.final_eval_split = ""
   config.data.image_size = 0
   config.data.num_examples = 40_000
 
-  config.model = ml_collections.ConfigDict()
   config.model.kind = "object"          # glimpse decoder + alpha compositing (gauss_pointnetpp)
   config.model.image_size = 64
   config.model.enc_channels = (32, 64, 128)
-  config.model.prior_channels = (16, 32, 64)
   config.model.num_particles = 10       # K
   config.model.num_prior = 15           # M
   config.model.patch_size = 8
   config.model.feature_dim = 6
   config.model.anchor_s = 0.25          # glimpse side round(0.25 * 63) = 16
-  config.model.sigma = 0.1
   config.model.exclusive_patches = True
-  config.model.mask_threshold = 0.2
-  config.model.pointnet_k = 10
-  config.model.reassign_clusters = False
 
-  config.loss = ml_collections.ConfigDict()
   config.loss.rec_loss = "mse"
-  config.loss.beta_rec = 1.0
   config.loss.beta_kl = 0.05
-  config.loss.kl_balance = 0.001
+  # rec_loss "vgg": the file written by scripts/convert_vgg16.py from torchvision's
+  # vgg16-397923af.pth (ImageNet VGG-16, not downloadable offline).
 
-  config.optim = ml_collections.ConfigDict()
   config.optim.lr = 1e-3
-  config.optim.b1 = 0.9
-  config.optim.b2 = 0.999
-  config.optim.eps = 1e-4
   config.optim.lr_milestones = (20, 40, 80)   # epochs
-  config.optim.gamma = 0.5
 
-  config.train = ml_collections.ConfigDict()
-  config.train.batch_size = 64
-  config.train.num_epochs = 100
   config.train.warmup_epochs = 1
-  config.train.warmup_steps = 0         # > 0 overrides warmup_epochs
-  config.train.noisy_factor = 5         # noisy masks until 5 x the warm-up
-  config.train.check_cluster_every_steps = 0
 
-  config.eval = ml_collections.ConfigDict()
-  config.eval.batch_size = 100
   config.eval.every_steps = 1250        # every 2 epochs, as the original
   config.eval.num_images = 1000         # held-out scenes
-  config.eval.heldout_seed = 1
-  config.eval.radii = (3, 4)
 
-  config.log = ml_collections.ConfigDict()
-  config.log.every_steps = 100
   config.log.checkpoint_every_steps = 625
 
   if variant == "cpu":

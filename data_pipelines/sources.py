@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from data_pipelines import array_file
+from data_pipelines import celeba
 from data_pipelines import derived
 from data_pipelines import files
 from data_pipelines import procedural
@@ -42,7 +44,7 @@ _PROCEDURAL = {  # source name -> generator of `data_pipelines.procedural` or `.
 # Read from the multi-object-datasets TFRecords (see `data_pipelines.multi_object`).
 _MULTI_OBJECT_NAMES = ("tetrominoes", "multi_dsprites", "clevr6")
 SOURCE_NAMES = (_EMBEDDED_NAMES + tuple(_TFDS) + _DERIVED_NAMES + _FILE_NAMES
-                + tuple(_PROCEDURAL) + _MULTI_OBJECT_NAMES)
+                + tuple(_PROCEDURAL) + _MULTI_OBJECT_NAMES + ("array_file", "celeba_dve"))
 
 
 # eq=False: equality and hashing by identity; field-wise `==` on arrays is ambiguous.
@@ -58,6 +60,8 @@ class ArraySource:
     masks: uint8 [N, H, W] instance segmentation, or None where there is none:
       0 = background, 1..n = the n objects of the image (contiguous ids), the
       labels the ARI scores compare against.
+    landmarks: float32 [N, L, 2] ground-truth landmarks, (row, col) in pixels, or
+      None (celeba_dve's MAFL splits: 5 face landmarks).
   """
 
   name: str
@@ -66,6 +70,7 @@ class ArraySource:
   num_classes: int | None
   masks: np.ndarray | None = None
   semantic: np.ndarray | None = None
+  landmarks: np.ndarray | None = None
 
   def __post_init__(self):
     if self.images.dtype != np.uint8 or self.images.ndim != 4:
@@ -86,6 +91,12 @@ class ArraySource:
       raise ValueError(
           f"ArraySource {self.name!r}: semantic must be uint8 "
           f"{list(self.images.shape[:3])}, got {self.semantic.dtype} {self.semantic.shape}")
+    if self.landmarks is not None and (self.landmarks.dtype != np.float32
+                                       or self.landmarks.ndim != 3
+                                       or self.landmarks.shape[::2] != (len(self.images), 2)):
+      raise ValueError(
+          f"ArraySource {self.name!r}: landmarks must be float32 [{len(self.images)}, L, 2], "
+          f"got {self.landmarks.dtype} {self.landmarks.shape}")
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -127,6 +138,12 @@ def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
       (`data_pipelines.procedural`), "dlp_shapes_procedural" too (DLP's random
       shapes, `data_pipelines.shapes`); "tetrominoes", "multi_dsprites" and "clevr6"
       read the multi-object-datasets TFRecords (`data_pipelines.multi_object`).
+      "array_file" memory-maps uint8 [N, S, S, 3] .npy frames (DLP's CLEVRER and
+      Traffic; `data_pipelines.array_file`: data_dir is the file, or a folder of
+      train.npy / validation.npy (split "eval") / test.npy; num_examples keeps the
+      first n). "celeba_dve" reads DVE's CelebA folder (`data_pipelines.celeba`;
+      splits "train", "mafl_train", "mafl_test" instead of the ones below;
+      image_size is the final side, 128 by default; num_examples keeps the first n).
       Nothing is ever downloaded here (see scripts/download_data.py).
     data_dir: tfds data directory for the tfds-based sets (None: the tfds default,
       ~/tensorflow_datasets or $TFDS_DATA_DIR); the folder holding the files for
@@ -164,6 +181,11 @@ def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
   if name not in SOURCE_NAMES:
     raise ValueError(
         f"Unknown data source {name!r}; valid names: {', '.join(SOURCE_NAMES)}")
+  if name == "celeba_dve":  # splits of its own
+    images, landmarks = celeba.read(data_dir, split, image_size or celeba.DEFAULT_SIDE,
+                                    num_examples)
+    return ArraySource(name, images, np.full(len(images), -1, np.int32), None,
+                       landmarks=landmarks)
   if split not in SPLITS:
     raise ValueError(
         f"Unknown split {split!r} for {name!r}; valid splits: {', '.join(SPLITS)}")
@@ -198,6 +220,9 @@ def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
     images, masks = multi_object.read(name, data_dir, num_examples)
     return ArraySource(name, images, np.full(len(images), -1, np.int32), None,
                        masks=masks)
+  if name == "array_file":
+    images = array_file.read(data_dir, split, image_size, num_examples)
+    return ArraySource(name, images, np.full(len(images), -1, np.int32), None)
   return _load_files(name, data_dir=data_dir, split=split, image_size=image_size)
 
 

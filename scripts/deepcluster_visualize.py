@@ -102,11 +102,12 @@ def visualize(config, weights: str, layer: int, channels: range, output: str, *,
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
 
-  from dti_jax.trainers import deepcluster, reporting  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from dti_jax.trainers import deepcluster, deepcluster_data, reporting
   from dti_jax.viz import filters, grids  # pylint: disable=import-outside-toplevel
 
-  source = deepcluster.load_data(config)
-  image_shape = deepcluster.input_shape(config, source)
+  source = deepcluster_data.load_data(config)
+  image_shape = deepcluster_data.input_shape(config, source)
   network = deepcluster.create_network(config)
   widths = filters.conv_widths(network, image_shape)
   arch = config.model.arch
@@ -132,7 +133,7 @@ def visualize(config, weights: str, layer: int, channels: range, output: str, *,
   synthesized = np.concatenate(synthesized)                                 # [n, H, W, C]
 
   batches = ({**batch, "image": deepcluster.normalize(config, jnp.asarray(batch["image"]))}
-             for batch in deepcluster.ordered_image_batches(config, source,
+             for batch in deepcluster_data.ordered_image_batches(config, source,
                                                             batch_size or None))
   ids, _ = filters.top_activating(network, variables, layer, batches, count=TOP)
   ids = ids[channels.start:channels.stop]                                   # [n, 9]
@@ -163,12 +164,12 @@ def _images_by_id(config, source, ids, batch_size):
   more ordered pass over a streamed dataset (only the wanted images are kept)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
 
-  from dti_jax.trainers import deepcluster  # pylint: disable=import-outside-toplevel
+  from dti_jax.trainers import deepcluster_data  # pylint: disable=import-outside-toplevel
 
   if hasattr(source, "images"):
     return source.images[ids]
   wanted, found = set(ids.reshape(-1).tolist()), {}
-  for batch in deepcluster.ordered_image_batches(config, source, batch_size or None):
+  for batch in deepcluster_data.ordered_image_batches(config, source, batch_size or None):
     for row in np.flatnonzero(batch["_mask"]):
       if int(batch["id"][row]) in wanted:
         found[int(batch["id"][row])] = batch["image"][row]

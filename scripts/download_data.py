@@ -6,8 +6,9 @@ tfds sets are prepared with tensorflow-datasets (DIR: the tfds data directory,
 default ~/tensorflow_datasets); usps, affnist_test, frgc and gtsrb8 are downloaded
 into DIR (default data/usps, data/affnist, data/frgc, data/gtsrb); tetrominoes,
 multi_dsprites and clevr6 (the multi-object-datasets TFRecords) into
-data/multi_object_datasets; for weizmann_horse and the image collections the script
-prints where they come from and the folder layout expected.
+data/multi_object_datasets; for weizmann_horse, the image collections, DVE's CelebA
+(celeba_dve) and the DLP video frames (array_file) the script prints where they come
+from and the layout expected.
 """
 
 import argparse
@@ -45,7 +46,9 @@ MULTI_OBJECT_FILES = {
     "clevr6": "clevr_with_masks/clevr_with_masks_train.tfrecords",
 }
 _MULTI_OBJECT_URL = "https://storage.googleapis.com/multi-object-datasets/"
-NAMES = tuple(_TFDS_NAMES) + tuple(DEFAULT_DIRS) + tuple(MULTI_OBJECT_FILES) + _FOLDER_NAMES
+_PREPARED_NAMES = ("celeba_dve", "array_file")
+NAMES = (tuple(_TFDS_NAMES) + tuple(DEFAULT_DIRS) + tuple(MULTI_OBJECT_FILES) + _FOLDER_NAMES
+         + _PREPARED_NAMES)
 
 
 def _download(url: str, path: str) -> None:
@@ -159,6 +162,18 @@ def _explain_image_folder(name: str, data_dir: str | None) -> None:
         + (f" (here: {data_dir})" if data_dir else ""))
 
 
+def _explain_prepared(name: str) -> None:
+  if name == "celeba_dve":
+    print("celeba_dve: not fetched by this script. Download celeba.tar.gz as DVE prepares "
+          "it (github.com/jamt9000/DVE, README, 'Datasets': CelebA), unpack it and pass the "
+          "folder holding Img/, Anno/, Eval/ and MAFL/ as --config.data.data_dir.")
+    return
+  print("array_file: uint8 [N, S, S, 3] .npy files written from video frames by "
+        "scripts/prepare_dlp_frames.py: CLEVRER (the official videos, clevrer.csail.mit.edu, "
+        "frames extracted with ffmpeg) or your own Traffic-like recordings; pass the file, "
+        "or the folder holding train.npy / validation.npy, as --config.data.data_dir.")
+
+
 def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("name", help=f"one of: {', '.join(NAMES)}")
@@ -172,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     _prepare_tfds(args.name, args.data_dir)
   elif args.name in _FOLDER_NAMES:
     _explain_image_folder(args.name, args.data_dir)
+  elif args.name in _PREPARED_NAMES:
+    _explain_prepared(args.name)
   elif args.name in MULTI_OBJECT_FILES:
     data_dir = args.data_dir or MULTI_OBJECT_DIR
     os.makedirs(data_dir, exist_ok=True)

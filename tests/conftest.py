@@ -16,8 +16,18 @@ os.environ.update({"JAX_COMPILATION_CACHE_DIR": _CACHE,
                    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture
+def fast_compile():
+  """XLA without most optimisations: compiling a DLP step, which dominates those tests on
+  a CPU, takes about half the time (the tiny computations run slower, which is cheap)."""
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", False)

@@ -32,22 +32,26 @@ def workdir(tmp_path_factory):
   scene = scene.astype(np.float32) / 255.0
   # Noise: glimpses unlike the scene's.
   noise = np.random.default_rng(0).uniform(size=(64, 64, 3)).astype(np.float32)
-  state = dlp.create_state(config, jax.random.key(0), dlp.init_arrays(config, None))
   # The convolutions start at N(0, 0.01^2): with the initial BN statistics an eval-mode
   # forward is input-independent. Running statistics of these two images fix that.
   model, images = dlp.create_model(config), np.stack([scene, noise])
 
-  @jax.jit
-  def update_statistics(batch_stats):
-    _, updates = model.apply({"params": state.params, "batch_stats": batch_stats}, images,
-                             images, train=True, phase="normal",
+  def update_statistics(state):
+    _, updates = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                             images, images, train=True, phase="normal",
                              rngs={"sample": jax.random.key(0)}, mutable=["batch_stats"])
-    return updates["batch_stats"]
+    return state.replace(batch_stats=updates["batch_stats"])
 
-  batch_stats = state.batch_stats
-  for _ in range(60):
-    batch_stats = update_statistics(batch_stats)
-  state = state.replace(batch_stats=batch_stats)
+  @jax.jit
+  def calibrated_state(key):
+    state = dlp.create_state(config, key, dlp.init_arrays(config, None))
+    return jax.lax.fori_loop(0, 60, lambda _, s: update_statistics(s), state)
+
+  jax.config.update("jax_disable_most_optimizations", True)   # a shorter compile
+  try:
+    state = calibrated_state(jax.random.key(0))
+  finally:
+    jax.config.update("jax_disable_most_optimizations", False)
   workdir_lib.write_config(path, config, 0)
   manager = checkpointing.create_manager(path)
   checkpointing.save(manager, 0, state, {"step": 0, "image_shape": [64, 64, 3],

@@ -37,7 +37,8 @@ from data_pipelines import cluster_sampler, streaming
 from dti_jax.nets import alexnet, vgg
 from dti_jax.ops import kmeans as kmeans_lib
 from dti_jax.ops import pca as pca_lib
-from dti_jax.trainers import checkpointing, partition, reporting, workdir as workdir_lib
+from dti_jax.trainers import checkpointing, deepcluster_data, partition, reporting
+from dti_jax.trainers import workdir as workdir_lib
 
 ARCHS = {"mini_alexnet": alexnet.MiniAlexNet, "alexnet": alexnet.AlexNet, "vgg16": vgg.VGG16}
 
@@ -292,77 +293,6 @@ def load_variables(path: str) -> dict[str, Any]:
   return {"params": state["params"], "batch_stats": state["batch_stats"]}
 
 
-def load_data(config: ml_collections.ConfigDict):
-  """The training images: an in-memory ArraySource, or a StreamingSource (ImageNet)."""
-  d = config.data
-  if d.name in streaming.STREAMING_NAMES:
-    return streaming.load(d.name, data_dir=d.data_dir or None, tfds_name=d.get("tfds_name", ""),
-                          split=d.get("split", "train"))
-  return data_pipelines.load_source(d.name, data_dir=d.data_dir or None,
-                                    num_examples=d.get("num_examples") or None)
-
-
-def input_shape(config: ml_collections.ConfigDict, source) -> tuple[int, int, int]:
-  if isinstance(source, streaming.StreamingSource):
-    return (config.data.crop_size, config.data.crop_size, 3)
-  return source.image_shape
-
-
-def ordered_image_batches(config: ml_collections.ConfigDict, source,
-                          batch_size: int | None = None, ids: np.ndarray | None = None,
-                          crop_size: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-  """Every image once in dataset order, this process's rows of each global batch.
-
-  Yields dicts with ``image`` uint8 [local, H, W, C] as the network sees it in eval mode
-  (streamed images: Resize(data.resize_size) + CenterCrop(``crop_size``, default
-  data.crop_size)), ``id`` int64 (the image's index), ``label`` int32 (-1 when unknown)
-  and ``_mask`` bool (False on the zero rows that pad the last batch). ``ids`` picks a
-  subset of an in-memory source, in that order.
-  """
-  batch = batch_size or config.eval.batch_size
-  batch += -batch % jax.device_count()
-  if isinstance(source, streaming.StreamingSource):
-    yield from streaming.ordered_batches(
-        source, global_batch_size=batch, resize=config.data.resize_size,
-        crop=crop_size or config.data.crop_size, process_index=jax.process_index(),
-        process_count=jax.process_count())
-    return
-  ids = np.arange(source.num_examples) if ids is None else np.asarray(ids)
-  local = batch // jax.process_count()
-  first = jax.process_index() * local
-  labels = (source.labels if source.num_classes is not None
-            else np.full((source.num_examples,), -1, np.int32))
-  for start in range(0, len(ids), batch):
-    rows = np.arange(start + first, start + first + local)
-    valid = rows < len(ids)
-    picked = ids[np.where(valid, rows, 0)]
-    images = np.where(valid[:, None, None, None], source.images[picked], 0).astype(np.uint8)
-    yield {"image": images, "id": np.where(valid, picked, 0),
-           "label": np.where(valid, labels[picked], -1).astype(np.int32), "_mask": valid}
-
-
-def training_batches(config: ml_collections.ConfigDict, source, draws: np.ndarray,
-                     draw_labels: np.ndarray, epoch: int) -> Iterator[dict[str, np.ndarray]]:
-  """This process's rows of len(draws) // batch_size training batches, in draw order.
-
-  In-memory images come un-augmented (the train step crops them on device); streamed
-  images come with RandomResizedCrop(data.crop_size, train.crop_scale) and the flip.
-  """
-  batch = config.train.batch_size
-  local = batch // jax.process_count()
-  if isinstance(source, streaming.StreamingSource):
-    yield from streaming.sampled_batches(
-        source, draws, draw_labels, global_batch_size=batch, size=config.data.crop_size,
-        scale=tuple(config.train.crop_scale), flip=config.train.flip,
-        seed=config.seed * 100_003 + epoch, shuffle_buffer=config.data.shuffle_buffer,
-        process_index=jax.process_index(), process_count=jax.process_count())
-    return
-  first = jax.process_index() * local
-  for step in range(len(draws) // batch):
-    rows = slice(step * batch + first, step * batch + first + local)
-    yield {"image": source.images[draws[rows]], "label": draw_labels[rows]}
-
-
 def validate(config: ml_collections.ConfigDict, source, mesh: jax.sharding.Mesh) -> None:
   if config.cluster.k < 2 or config.cluster.k >= source.num_examples:
     raise ValueError(f"config.cluster.k={config.cluster.k} must be in [2, "
@@ -377,14 +307,14 @@ def validate(config: ml_collections.ConfigDict, source, mesh: jax.sharding.Mesh)
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        num_devices: int | None = None) -> dict[str, Any]:
   """Trains (or resumes) DeepCluster in ``workdir``; returns the final scores."""
-  source = load_data(config)
+  source = deepcluster_data.load_data(config)
   mesh = partition.create_mesh(num_devices)
   validate(config, source, mesh)
   in_memory = not isinstance(source, streaming.StreamingSource)
   run = DeepCluster(config, mesh, augment_on_device=in_memory)
   num_images = source.num_examples
   state = jax.device_put(run.create_state(jax.random.key(config.seed),
-                                          input_shape(config, source), num_images),
+                                          deepcluster_data.input_shape(config, source), num_images),
                          partition.replicated(mesh))
   manager, restored, _ = workdir_lib.open_workdir(workdir, config, state)
   random_init_scores = None
@@ -402,7 +332,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # kNN and logistic probes need the features on the host: small labelled data only.
   scored = config.eval.representation_scores and in_memory and source.num_classes is not None
   if random_init_scores is None and scored:
-    features = run.feature_pass(state, ordered_image_batches(config, source), num_images)
+    features = run.feature_pass(
+        state, deepcluster_data.ordered_image_batches(config, source), num_images)
     random_init_scores = representation_scores(config, run, features)
     reporting.console(f"random init: {json.dumps(random_init_scores)}")
 
@@ -411,7 +342,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     epoch = int(state.epoch)
     times = {}
     start = time.perf_counter()
-    features = run.feature_pass(state, ordered_image_batches(config, source), num_images)
+    features = run.feature_pass(
+        state, deepcluster_data.ordered_image_batches(config, source), num_images)
     labels = features.labels if np.all(features.labels >= 0) else None
     times["features"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -431,7 +363,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     start = time.perf_counter()
     losses = []
     epoch_key = jax.random.fold_in(train_key, epoch)
-    for step, batch in enumerate(training_batches(config, source, draws, draw_labels, epoch)):
+    batches = deepcluster_data.training_batches(config, source, draws, draw_labels, epoch)
+    for step, batch in enumerate(batches):
       batch = partition.to_global(batch, mesh)
       state, head, loss = run.train_step(state, head, batch["image"], batch["label"],
                                          jax.random.fold_in(epoch_key, step))
@@ -462,7 +395,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   final = {}
   if scored:
-    features = run.feature_pass(state, ordered_image_batches(config, source), num_images)
+    features = run.feature_pass(
+        state, deepcluster_data.ordered_image_batches(config, source), num_images)
     final = representation_scores(config, run, features)
     final.update({f"random_init_{name}": value for name, value in random_init_scores.items()})
     writer.write_scalars(int(state.epoch), {f"final/{n}": v for n, v in final.items()})

@@ -24,6 +24,8 @@ import optax
 
 from dti_jax.models import dlp as model_lib
 from dti_jax.models import dlp_losses
+from dti_jax.nets import vgg_perceptual
+from dti_jax.transforms import tps_pairs
 
 Stage = str  # "warmup", "noisy" or "normal"
 PHASE_CODES = {"warmup": 0, "noisy": 1, "normal": 2}
@@ -55,9 +57,10 @@ def create_model(config: ml_collections.ConfigDict) -> model_lib.DLP:
 def validate(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> None:
   """Raises a one-line ValueError naming the offending config key."""
   m = config.model
-  if tuple(image_shape) != (m.image_size, m.image_size, 3):
+  side = input_side(config)
+  if tuple(image_shape) != (side, side, 3):
     raise ValueError(f"config.model.image_size={m.image_size} needs RGB images of "
-                     f"{m.image_size}x{m.image_size}; the data has {tuple(image_shape)}")
+                     f"{side}x{side}; the data has {tuple(image_shape)}")
   if m.kind not in model_lib.MODELS:
     raise ValueError(f"config.model.kind={m.kind!r} is not one of {model_lib.MODELS}")
   if m.image_size % m.patch_size:
@@ -67,13 +70,15 @@ def validate(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int
   if not 1 <= m.num_prior <= patches:
     raise ValueError(f"config.model.num_prior={m.num_prior} must be in [1, {patches}] "
                      f"(one proposal per {m.patch_size}x{m.patch_size} patch)")
-  if config.loss.rec_loss != "mse":
-    raise ValueError(f"config.loss.rec_loss={config.loss.rec_loss!r}: only 'mse' is "
-                     "available (the VGG perceptual loss needs ImageNet VGG-16 weights)")
+  if config.loss.rec_loss not in dlp_losses.REC_LOSSES:
+    raise ValueError(f"config.loss.rec_loss={config.loss.rec_loss!r} is not one of "
+                     f"{dlp_losses.REC_LOSSES}")
+  if config.loss.rec_loss == "vgg":
+    vgg_params(config.loss.get("vgg_weights", ""))  # one line naming config.loss.vgg_weights
   jax.eval_shape(lambda: create_model(config).init(
       {"params": jax.random.key(0), "sample": jax.random.key(1)},
-      jnp.zeros((1,) + tuple(image_shape)), jnp.zeros((1,) + tuple(image_shape)),
-      train=False, phase="normal"))
+      jnp.zeros((1, m.image_size, m.image_size, 3)),
+      jnp.zeros((1, m.image_size, m.image_size, 3)), train=False, phase="normal"))
 
 
 def warmup_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -152,23 +157,60 @@ def learning_rate(config: ml_collections.ConfigDict, step: jax.Array,
   return o.lr * o.gamma ** decays
 
 
+@functools.lru_cache(maxsize=2)
+def vgg_params(path: str) -> vgg_perceptual.Params:
+  """The frozen VGG-16 of rec_loss "vgg", read once per path; the jitted steps close over
+  it as a constant, so it is neither trained nor checkpointed."""
+  return vgg_perceptual.load_vgg16_features(path)
+
+
 def loss_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
   l = config.loss
-  return {"beta_rec": l.beta_rec, "beta_kl": l.beta_kl, "kl_balance": l.kl_balance,
-          "rec_loss": l.rec_loss, "sigma": config.model.sigma}
+  kwargs = {"beta_rec": l.beta_rec, "beta_kl": l.beta_kl, "kl_balance": l.kl_balance,
+            "rec_loss": l.rec_loss, "sigma": config.model.sigma}
+  if l.rec_loss == "vgg":
+    kwargs["vgg_params"] = vgg_params(l.get("vgg_weights", ""))
+  return kwargs
+
+
+def model_inputs(images: jax.Array, key: jax.Array, *, config: ml_collections.ConfigDict
+                 ) -> tuple[jax.Array, jax.Array]:
+  """(x, x_prior) of a training batch.
+
+  With ``config.data.tps_pairs`` (CelebA, spec 5.2) x is the lightly warped view A and
+  x_prior the further warped view B of DVE's TPS Warper, drawn on the batch as stored
+  (the resized images with their border); otherwise x = x_prior = the batch. Images
+  larger than ``config.model.image_size`` then lose an equal border on every side (the
+  original's crop after warping: 160 -> 128).
+  """
+  border = (images.shape[1] - config.model.image_size) // 2
+  if config.data.get("tps_pairs", False):
+    x, x_prior = tps_pairs.tps_pair(key, images)
+  else:
+    x = x_prior = images
+  return tps_pairs.crop_border(x, border), tps_pairs.crop_border(x_prior, border)
+
+
+def input_side(config: ml_collections.ConfigDict) -> int:
+  """Side of the stored training images: the model's, except celeba_dve's training split,
+  kept at 1.25 x with its border for the TPS pairs (160 for 128; `model_inputs` crops)."""
+  side = config.model.image_size
+  return side * 5 // 4 if config.data.name == "celeba_dve" else side
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *,
                config: ml_collections.ConfigDict, stage: Stage,
                steps_per_epoch: int) -> tuple[TrainState, dict[str, jax.Array]]:
   """One Adam step of every module that ran. Pure: jit it once per phase."""
-  images = batch["image"]
   model = create_model(config)
   key = jax.random.fold_in(state.key, state.step)
+  # The pair's own stream; the model's noise keeps `key`, as without pairs.
+  images, prior_images = model_inputs(batch["image"], jax.random.fold_in(key, 1),
+                                      config=config)
 
   def loss_fn(params):
     out, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, images,
-                               images, train=True, phase=stage, rngs={"sample": key},
+                               prior_images, train=True, phase=stage, rngs={"sample": key},
                                mutable=["batch_stats"])
     total, metrics = dlp_losses.loss(out, images, phase=stage, **loss_kwargs(config))
     return total, (metrics, updates["batch_stats"])

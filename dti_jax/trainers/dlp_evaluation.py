@@ -7,9 +7,18 @@ precision@r of the active particles against the mask centroids, with the recall 
 many uniformly random points beside them; and the validation "ELBO" (spec 6.1: the
 training objective with sampled particles and the background particle in the
 Chamfer-KL, lower is better) over the full batches. The procedural shapes are scored
-on a held-out draw (``eval.heldout_seed``), other data on its first images.
+on a held-out draw (``eval.heldout_seed``), CelebA on the first MAFL test faces (none is
+in its training split), other data on the first images of split ``eval.split`` (e.g.
+"eval": the validation frames), else of the training data.
+
+With ``eval.mafl`` (CelebA, spec 6.2) the scores add the MAFL landmark regressions
+mafl_error_mu, mafl_error_mu_logvar and mafl_error_all (%, `dti_jax.metrics.mafl`):
+deterministic eval-mode encodings of the MAFL training faces (the first
+``eval.mafl_train_size``, 0: all 19,000) fitted by least squares, scored on the MAFL
+test faces (``eval.mafl_test_size``, 0: all 1,000).
 """
 
+import dataclasses
 import functools
 import json
 import os
@@ -20,7 +29,7 @@ import numpy as np
 
 import data_pipelines
 from data_pipelines import shapes
-from dti_jax.metrics import keypoints
+from dti_jax.metrics import keypoints, mafl
 from dti_jax.models import dlp_losses
 from dti_jax.trainers import dlp, evaluation, partition, sprites_evaluation
 from dti_jax.viz import grids, particles as particle_viz
@@ -30,6 +39,13 @@ GLIMPSE_IMAGES = 4
 SCORED_OUTPUTS = ("mu", "logvar", "reconstruction", "background", "objects", "obj_on")
 PICTURED_OUTPUTS = SCORED_OUTPUTS + ("glimpses", "decoded_glimpses", "decoded_alphas",
                                      "alphas", "gaussian_maps")
+ENCODING = ("mu", "logvar", "mu_features", "logvar_features")   # what MAFL regresses from
+
+
+def _celeba(config, split: str, count: int) -> data_pipelines.ArraySource:
+  return data_pipelines.load_source("celeba_dve", data_dir=config.data.data_dir or None,
+                                    split=split, image_size=config.data.image_size or None,
+                                    num_examples=count or None)
 
 
 def heldout_source(config, source) -> data_pipelines.ArraySource:
@@ -37,7 +53,27 @@ def heldout_source(config, source) -> data_pipelines.ArraySource:
   if config.data.name.endswith("_procedural"):
     return data_pipelines.load_source(config.data.name, num_examples=e.num_images,
                                       seed=e.heldout_seed)
-  return sprites_evaluation.first_images(source, min(e.num_images, source.num_examples))
+  if config.data.name == "celeba_dve":
+    return dataclasses.replace(_celeba(config, "mafl_test", e.num_images), landmarks=None)
+  if e.get("split", ""):  # e.g. the validation frames of CLEVRER and Traffic
+    source = data_pipelines.load_source(
+        config.data.name, data_dir=config.data.data_dir or None, split=e.split,
+        image_size=config.data.get("image_size") or None)
+  count = min(e.num_images, source.num_examples) if e.num_images > 0 else source.num_examples
+  return sprites_evaluation.first_images(source, count)
+
+
+def mafl_sources(config) -> tuple[data_pipelines.ArraySource, data_pipelines.ArraySource
+                                  ] | None:
+  """The MAFL (train, test) faces with landmarks when ``config.eval.mafl``, else None."""
+  e = config.eval
+  if not e.get("mafl", False):
+    return None
+  if config.data.name != "celeba_dve":
+    raise ValueError(f"config.eval.mafl=True needs config.data.name='celeba_dve', "
+                     f"not {config.data.name!r}")
+  return (_celeba(config, "mafl_train", e.get("mafl_train_size", 0)),
+          _celeba(config, "mafl_test", e.get("mafl_test_size", 0)))
 
 
 class DLPEvaluator:
@@ -46,9 +82,18 @@ class DLPEvaluator:
   def __init__(self, config, mesh, source: data_pipelines.ArraySource):
     self.config, self.mesh, self.source = config, mesh, source
     self.centres = None if source.masks is None else shapes.object_centroids(source.masks)
+    self.mafl = mafl_sources(config)
     repl, data = partition.replicated(mesh), partition.data_sharding(mesh)
     self._deterministic = jax.jit(functools.partial(dlp.eval_outputs, config=config),
                                   in_shardings=(repl, data), out_shardings=data)
+
+    def encode(state, images):
+      out = dlp.create_model(config).apply(
+          {"params": state.params, "batch_stats": state.batch_stats}, images, train=False,
+          deterministic=True, method="encode", rngs={"sample": jax.random.key(0)})
+      return {name: out[name] for name in ENCODING}
+
+    self._encode = jax.jit(encode, in_shardings=(repl, data), out_shardings=data)
 
     def elbo(state, images, key):
       out = dlp.eval_outputs(state, images, config=config, deterministic=False, key=key)
@@ -79,6 +124,26 @@ class DLPEvaluator:
       merged["elbo"] = float(np.mean(jax.device_get(elbos)))
     return merged
 
+  def encodings(self, state, source: data_pipelines.ArraySource) -> dict[str, np.ndarray]:
+    """Deterministic eval-mode ``ENCODING`` arrays [N, K+1, d] of every image of source."""
+    results = []
+    for host_batch in data_pipelines.eval_batches(
+        source, global_batch_size=self.config.eval.batch_size,
+        process_index=jax.process_index(), process_count=jax.process_count()):
+      batch = partition.to_global({"image": host_batch["image"]}, self.mesh)
+      results.append(self._encode(state, batch["image"]))
+    results = partition.to_host(results)
+    return {name: np.concatenate([r[name] for r in results])[:source.num_examples]
+            for name in ENCODING}
+
+  def mafl_scores(self, state) -> dict[str, float]:
+    """The three MAFL regression errors (%); empty without ``eval.mafl``."""
+    if self.mafl is None:
+      return {}
+    train, test = self.mafl
+    return mafl.mafl_errors(self.encodings(state, train), train.landmarks,
+                            self.encodings(state, test), test.landmarks)
+
   def scores(self, state, stage=None) -> dict[str, Any]:
     del stage
     out = self.outputs(state, with_elbo=True)
@@ -88,6 +153,7 @@ class DLPEvaluator:
                                        tuple(self.config.eval.radii))
     if "elbo" in out:
       scores["elbo"] = out["elbo"]
+    scores.update(self.mafl_scores(state))
     return scores
 
   def images(self, state, stage=None) -> dict[str, np.ndarray]:

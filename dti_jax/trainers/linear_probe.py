@@ -28,7 +28,8 @@ import optax
 
 import data_pipelines
 from data_pipelines import streaming
-from dti_jax.trainers import checkpointing, deepcluster, partition, reporting
+from dti_jax.trainers import checkpointing, deepcluster, deepcluster_data, partition
+from dti_jax.trainers import reporting
 from dti_jax.trainers import workdir as workdir_lib
 
 # arch -> conv layer -> AvgPool (kernel, stride, padding). AlexNet: the original's, to
@@ -178,7 +179,7 @@ def _train_batches(config, source, ids, epoch) -> Iterator[dict[str, np.ndarray]
 
 def _val_batches(config, source, ids) -> Iterator[dict[str, np.ndarray]]:
   """Validation images in order, 256 x 256 for the (ten-)crops taken on device."""
-  return deepcluster.ordered_image_batches(config, source, config.probe.batch_size // 2, ids,
+  return deepcluster_data.ordered_image_batches(config, source, config.probe.batch_size // 2, ids,
                                            crop_size=config.data.resize_size)
 
 

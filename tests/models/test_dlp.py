@@ -16,6 +16,7 @@ import pytest
 
 from data_pipelines import sources
 from dti_jax.models import dlp
+from dti_jax.nets import dlp_blocks
 from dti_jax.models import dlp_losses
 from dti_jax.ops import particles
 
@@ -112,17 +113,17 @@ def small(shapes_batch):
 
 def test_building_blocks_match_their_reference_forms():
   x = jax.random.normal(_key(9), (2, 5, 6, 3))
-  np.testing.assert_array_equal(dlp.replicate_pad(x, 3),
+  np.testing.assert_array_equal(dlp_blocks.replicate_pad(x, 3),
                                 jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)), mode="edge"))
-  np.testing.assert_allclose(dlp.upsample_bilinear(x),
+  np.testing.assert_allclose(dlp_blocks.upsample_bilinear(x),
                              jax.image.resize(x, (2, 10, 12, 3), "bilinear"), atol=1e-6)
   ties = jnp.array([[1.0, 3.0, 3.0], [2.0, 0.0, -1.0]])
-  np.testing.assert_array_equal(dlp.select_max(ties, axis=1), [3.0, 2.0])
-  np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(dlp.select_max(v, 1)))(ties),
+  np.testing.assert_array_equal(dlp_blocks.select_max(ties, axis=1), [3.0, 2.0])
+  np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(dlp_blocks.select_max(v, 1)))(ties),
                                 [[0, 1, 0], [1, 0, 0]])
   flat = jnp.arange(24.0).reshape(1, 2, 3, 4)                   # [B, H, W, C]
-  np.testing.assert_array_equal(dlp.flatten_channel_major(flat)[0, :6], [0, 4, 8, 12, 16, 20])
-  assert dlp.glimpse_side(0.25, 64) == 16 and dlp.glimpse_side(0.125, 16) == 2
+  np.testing.assert_array_equal(dlp_blocks.flatten_channel_major(flat)[0, :6], [0, 4, 8, 12, 16, 20])
+  assert dlp_blocks.glimpse_side(0.25, 64) == 16 and dlp_blocks.glimpse_side(0.125, 16) == 2
 
 
 def test_shapes_preset_outputs_have_documented_shapes():
@@ -319,7 +320,7 @@ def test_loss_closed_form():
               decoded_glimpses=jnp.zeros((2, 3, 2, 2, 3)))
   _, metrics = dlp_losses.loss(warm, x, phase="warmup", **LOSS)
   np.testing.assert_allclose(metrics["rec"], 12.0, rtol=1e-6)      # 2 * 2 * 3 per glimpse
-  with pytest.raises(NotImplementedError, match="rec_loss"):
+  with pytest.raises(ValueError, match="vgg_params"):
     dlp_losses.loss(outputs, x, phase="normal", rec_loss="vgg", **LOSS)
 
 

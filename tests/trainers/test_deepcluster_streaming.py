@@ -11,7 +11,7 @@ from configs import deepcluster_alexnet, deepcluster_mnist
 import data_pipelines
 from dti_jax.ops import kmeans as kmeans_lib
 from dti_jax.ops import pca as pca_lib
-from dti_jax.trainers import deepcluster, loop, partition
+from dti_jax.trainers import deepcluster, deepcluster_data, loop, partition
 
 
 def _striped_folder(root, per_class=16, side=72):
@@ -65,7 +65,7 @@ def test_feature_pass_stays_sharded_and_clusters_as_on_the_host():
   run = deepcluster.DeepCluster(config, mesh)
   state = jax.device_put(run.create_state(jax.random.key(0), (8, 8, 1), source.num_examples),
                          partition.replicated(mesh))
-  features = run.feature_pass(state, deepcluster.ordered_image_batches(config, source),
+  features = run.feature_pass(state, deepcluster_data.ordered_image_batches(config, source),
                               source.num_examples)
   np.testing.assert_array_equal(features.labels, source.labels)
   for chunk in features.chunks:  # each device holds only its quarter of a 504-row batch

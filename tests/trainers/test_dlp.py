@@ -3,12 +3,14 @@ pictures, and one-line config errors."""
 
 import json
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from configs import dlp_shapes
 import data_pipelines
-from dti_jax.trainers import dlp, loop
+from dti_jax.trainers import dlp, loop, partition
 
 
 def _tiny():
@@ -39,6 +41,7 @@ def test_phases_follow_the_step():
   assert dlp.stage_at(config, 0, 10) == "normal"
 
 
+@pytest.mark.usefixtures("fast_compile")
 def test_short_run_scores_held_out_scenes(tmp_path):
   config = _tiny()
   config.data.num_examples = 32
@@ -62,3 +65,40 @@ def test_bad_config_is_one_line(tmp_path):
   with pytest.raises(ValueError, match=r"config.model.num_prior=100 must be in \[1, 64\]"):
     loop.train_and_evaluate(config, str(tmp_path / "run"), num_devices=1)
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.usefixtures("fast_compile")
+def test_train_step_on_four_devices_matches_one_device():
+  """The batch sharded over 4 emulated devices gives the single-device step.
+
+  Every patch is a prior proposal (num_prior = 16 patches), so no top-M choice between
+  near-tied proposals of the untrained prior can differ by rounding (spec pitfall 2).
+  """
+  config = _tiny()
+  config.model.image_size = 32          # fewer conv blocks: a shorter compile
+  config.model.enc_channels = (8, 16)
+  config.model.prior_channels = (4, 8)
+  config.model.num_prior = 16
+  config.model.anchor_s = 0.5           # 16 px glimpses, as the glimpse decoder needs
+  config.train.warmup_steps, config.train.warmup_epochs = 0, 0     # the normal phase
+  images = _batch(8)["image"][:, ::2, ::2]
+  results = {}
+  for n in (1, 4):
+    mesh = partition.create_mesh(n)
+    repl, data = partition.replicated(mesh), partition.data_sharding(mesh)
+    state = jax.jit(lambda key: dlp.create_state(config, key, dlp.init_arrays(config, None)),
+                    out_shardings=repl)(jax.random.key(0))
+    step = jax.jit(dlp.step_function(config, "normal", 10), in_shardings=(repl, data),
+                   out_shardings=(repl, repl))
+    state, metrics = step(state, {"image": jax.device_put(images, data)})
+    results[n] = (jax.device_get(state.params), jax.device_get(state.batch_stats),
+                  float(metrics["loss"]))
+  (p1, s1, l1), (p4, s4, l4) = results[1], results[4]
+  np.testing.assert_allclose(l4, l1, rtol=1e-5)
+  # Adam's first update is lr g / (|g| + eps): where |g| ~ eps (1e-4), the summation
+  # order moves it by a few % of lr; such entries are a handful per layer.
+  lr = config.optim.lr
+  differences = [np.abs(a - b) for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p4))]
+  assert max(d.max() for d in differences) <= 0.05 * lr
+  assert sum(int((d > 1e-5).sum()) for d in differences) < 1e-3 * sum(d.size for d in differences)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4), s1, s4)

@@ -1,0 +1,57 @@
+"""Settings shared by the Deep Latent Particles configs (the original's global defaults).
+
+Each experiment config starts from `base_config()` and sets its preset (spec 4.3):
+model kind and sizes, loss weights, learning rate, warm-up, data and eval cadence.
+"""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.method = "dlp"
+  config.seed = 0
+  config.eval_only = False
+  config.allow_config_change = False
+  config.mixed_precision = False
+
+  config.data = ml_collections.ConfigDict()
+  config.data.data_dir = ""
+  config.data.split = "train"
+  config.data.final_eval_split = ""
+  config.data.tps_pairs = False         # CelebA: x and x_prior are two TPS warps
+
+  config.model = ml_collections.ConfigDict()
+  config.model.prior_channels = (16, 32, 64)
+  config.model.sigma = 0.1              # prior std of positions and std of the maps
+  config.model.mask_threshold = 0.2
+  config.model.pointnet_k = 10
+  config.model.reassign_clusters = False
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.vgg_weights = ""          # converted VGG-16 weights (scripts/convert_vgg16.py)
+  config.loss.beta_rec = 1.0
+  config.loss.kl_balance = 0.001
+
+  config.optim = ml_collections.ConfigDict()   # Adam per module, as the two originals
+  config.optim.b1 = 0.9
+  config.optim.b2 = 0.999
+  config.optim.eps = 1e-4
+  config.optim.gamma = 0.5              # MultiStepLR factor at each of lr_milestones
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 64
+  config.train.num_epochs = 100
+  config.train.warmup_steps = 0         # > 0 overrides warmup_epochs
+  config.train.noisy_factor = 5         # noisy masks until 5 x the warm-up
+  config.train.check_cluster_every_steps = 0
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.batch_size = 100
+  config.eval.split = ""                # "": score the first images of the training data
+  config.eval.heldout_seed = 1          # procedural data: the held-out draw
+  config.eval.radii = (3, 4)            # data with instance masks: recall radii (px)
+
+  config.log = ml_collections.ConfigDict()
+  config.log.every_steps = 100
+  return config
