@@ -67,6 +67,35 @@ def test_bad_config_is_one_line(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+def _small_32px():
+  """The tiny model at 32 px: fewer conv blocks, a shorter compile."""
+  config = _tiny()
+  config.model.image_size = 32
+  config.model.enc_channels = (8, 16)
+  config.model.prior_channels = (4, 8)
+  config.model.num_prior = 16
+  config.model.anchor_s = 0.5           # 16 px glimpses, as the glimpse decoder needs
+  return config
+
+
+@pytest.mark.usefixtures("fast_compile")
+def test_warmup_step_leaves_the_background_branch_and_its_adam_state():
+  """PyTorch's Adam skips parameters without a gradient: in the warm-up the background
+  branch (PointNet, background decoder) neither moves nor counts a step."""
+  config = _small_32px()
+  images = _batch(8)["image"][:, ::2, ::2]
+  state = dlp.create_state(config, jax.random.key(0), dlp.init_arrays(config, None))
+  new, _ = jax.jit(dlp.step_function(config, "warmup", 10))(state, {"image": images})
+  for name in state.params:
+    count = int(new.opt_states[name].count)
+    moved = any(bool(np.any(a != b)) for a, b in zip(jax.tree.leaves(state.params[name]),
+                                                     jax.tree.leaves(new.params[name])))
+    if name in dlp.BACKGROUND_BRANCH:
+      assert (count, moved) == (0, False), name
+    else:
+      assert (count, moved) == (1, True), name
+
+
 @pytest.mark.usefixtures("fast_compile")
 def test_train_step_on_four_devices_matches_one_device():
   """The batch sharded over 4 emulated devices gives the single-device step.
@@ -74,12 +103,7 @@ def test_train_step_on_four_devices_matches_one_device():
   Every patch is a prior proposal (num_prior = 16 patches), so no top-M choice between
   near-tied proposals of the untrained prior can differ by rounding (spec pitfall 2).
   """
-  config = _tiny()
-  config.model.image_size = 32          # fewer conv blocks: a shorter compile
-  config.model.enc_channels = (8, 16)
-  config.model.prior_channels = (4, 8)
-  config.model.num_prior = 16
-  config.model.anchor_s = 0.5           # 16 px glimpses, as the glimpse decoder needs
+  config = _small_32px()
   config.train.warmup_steps, config.train.warmup_epochs = 0, 0     # the normal phase
   images = _batch(8)["image"][:, ::2, ::2]
   results = {}
