@@ -48,6 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 100
+  config.eval.bn_recalibration_batches = 50   # BN statistics re-estimated before scoring
   config.eval.split = ""                # "": score the first images of the training data
   config.eval.heldout_seed = 1          # procedural data: the held-out draw
   config.eval.radii = (3, 4)            # data with instance masks: recall radii (px)

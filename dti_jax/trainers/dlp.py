@@ -234,6 +234,18 @@ def step_function(config, stage: Stage, steps_per_epoch: int):
                            steps_per_epoch=steps_per_epoch)
 
 
+def updated_batch_stats(state: TrainState, images: jax.Array, key: jax.Array, *,
+                        config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """BN running statistics after one train-mode forward pass of ``images`` (no update of
+  the weights): the evaluator's re-estimation at fixed weights. ``images`` are training
+  batches as the step gets them (CelebA: with the border, made into TPS pairs here)."""
+  x, x_prior = model_inputs(images, jax.random.fold_in(key, 1), config=config)
+  _, updates = create_model(config).apply(
+      {"params": state.params, "batch_stats": state.batch_stats}, x, x_prior,
+      train=True, phase="normal", rngs={"sample": key}, mutable=["batch_stats"])
+  return updates["batch_stats"]
+
+
 def eval_outputs(state: TrainState, images: jax.Array, *, config: ml_collections.ConfigDict,
                  deterministic: bool = True, key: jax.Array | None = None
                  ) -> dict[str, jax.Array]:

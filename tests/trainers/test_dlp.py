@@ -10,7 +10,7 @@ import pytest
 
 from configs import dlp_shapes
 import data_pipelines
-from dti_jax.trainers import dlp, loop, partition
+from dti_jax.trainers import dlp, dlp_evaluation, loop, partition
 
 
 def _tiny():
@@ -126,3 +126,33 @@ def test_train_step_on_four_devices_matches_one_device():
   assert max(d.max() for d in differences) <= 0.05 * lr
   assert sum(int((d > 1e-5).sum()) for d in differences) < 1e-3 * sum(d.size for d in differences)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4), s1, s4)
+
+
+@pytest.mark.usefixtures("fast_compile")
+def test_recalibrated_statistics_make_eval_mode_match_train_mode():
+  """Re-estimated on one batch, the BN running statistics give eval-mode outputs equal to
+  the train-mode (batch statistics) outputs of that batch."""
+  config = _small_32px()
+  config.train.batch_size = 8
+  config.eval.bn_recalibration_batches = 200   # 0.9^200: nothing left of the initial 1s
+  images = np.asarray(_batch(8)["image"][:, ::2, ::2])
+  source = data_pipelines.ArraySource(name="batch", images=(images * 255).astype(np.uint8),
+                                      labels=np.full(8, -1, np.int32), num_classes=None)
+  mesh = partition.create_mesh(1)
+  evaluator = dlp_evaluation.DLPEvaluator(config, mesh, source, training_source=source)
+  state = dlp.create_state(config, jax.random.key(0), dlp.init_arrays(config, None))
+  recalibrated = evaluator.recalibrated(state)
+  assert evaluator.recalibrated(state) is recalibrated        # once per step
+  x = source.images.astype(np.float32) / 255.0
+  model = dlp.create_model(config)
+
+  def positions(train, batch_stats):
+    out = model.apply({"params": state.params, "batch_stats": batch_stats}, x, x,
+                      train=train, phase="normal", deterministic=True,
+                      rngs={"sample": jax.random.key(0)}, mutable=["batch_stats"])[0]
+    return np.asarray(out["mu"])
+
+  reference = positions(True, state.batch_stats)
+  error = np.abs(positions(False, recalibrated.batch_stats) - reference).max()
+  error_before = np.abs(positions(False, state.batch_stats) - reference).max()
+  assert error < 0.1 * error_before, (error, error_before)
