@@ -14,7 +14,8 @@ epochs here too, on one GPU).
 Variants: (none) the original's schedule (a GPU job: one epoch takes about 7 s on an
 H200, about 2.6 h on 2 CPU cores); ``cpu``: the same mechanisms at a size that learns
 on a 2-core CPU within the hour (narrower CNNs, 8 particles, 4,000 images, batch 32,
-a 100-step warm-up, lr 2e-3 for 1,500 steps).
+a 100-step warm-up, lr 2e-3 for 1,500 steps). Measured on 2 CPU cores: held-out PSNR
+22.3 dB (background floor 15.9), recall@4 px 57.7 % (chance 9.4 %) in 56.5 min.
 
   python -m dti_jax.main --config=configs/dlp_shapes.py:cpu --workdir=/tmp/dlp_shapes
 """
