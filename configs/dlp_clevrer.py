@@ -52,51 +52,14 @@ from configs import dlp_common
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
   common.check_variant("dlp_clevrer", variant, ("", "cpu"))
-  config = dlp_common.base_config()
-  config.data.name = "array_file"
-  config.data.image_size = 0            # the file's side; the model checks it is 128
-  config.data.num_examples = 0          # 0: every frame; n: the first n
-
-  config.model.kind = "object"          # glimpse decoder + alpha compositing (gauss_pointnetpp)
-  config.model.image_size = 128
-  config.model.enc_channels = (32, 64, 128, 256)
+  config = dlp_common.video_frames_config()
   config.model.num_particles = 10       # K
   config.model.num_prior = 20           # M
-  config.model.patch_size = 16
   config.model.feature_dim = 5
-  config.model.anchor_s = 0.25          # glimpse side round(0.25 * 127) = 32
-  config.model.exclusive_patches = False
-
-  config.loss.rec_loss = "vgg"
   config.loss.beta_kl = 40.0
-
-  config.optim.lr = 2e-4
-  config.optim.lr_milestones = (50, 100, 200)   # epochs
-
   config.train.warmup_epochs = 1
-
   config.eval.every_steps = 10_624      # 2 epochs of 340,000 frames at batch 64
-  config.eval.num_images = 5000         # the original's first 5,000 validation frames
-  config.eval.split = "eval"            # validation.npy
-
   config.log.checkpoint_every_steps = 5312
-
   if variant == "cpu":
-    config.data.num_examples = 3000
-    config.model.enc_channels = (8, 16, 32, 64)
-    config.model.prior_channels = (8, 16, 32)
-    config.model.num_particles = 6
-    config.model.num_prior = 12
-    config.loss.rec_loss = "mse"
-    config.loss.beta_kl = 0.05
-    config.train.batch_size = 16
-    config.train.num_epochs = 5           # 187 steps per epoch, 935 steps
-    config.train.warmup_steps = 100
-    config.optim.lr = 2e-3
-    config.optim.lr_milestones = (4,)
-    config.eval.num_images = 200
-    config.eval.batch_size = 40
-    config.eval.every_steps = 250
-    config.log.every_steps = 25
-    config.log.checkpoint_every_steps = 125
+    dlp_common.shrink_video_frames_for_cpu(config, num_particles=6, num_prior=12)
   return config
