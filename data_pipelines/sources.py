@@ -15,7 +15,10 @@ import os
 import numpy as np
 
 from data_pipelines import array_file
+from data_pipelines import articulated
 from data_pipelines import celeba
+from data_pipelines import cub_parts
+from data_pipelines import deepfashion_parts
 from data_pipelines import derived
 from data_pipelines import files
 from data_pipelines import procedural
@@ -40,11 +43,13 @@ _PROCEDURAL = {  # source name -> generator of `data_pipelines.procedural` or `.
     "tetrominoes_procedural": procedural.tetrominoes,
     "multi_dsprites_procedural": procedural.multi_dsprites,
     "dlp_shapes_procedural": shapes.generate,
+    "parts_toy_procedural": articulated.generate,
 }
 # Read from the multi-object-datasets TFRecords (see `data_pipelines.multi_object`).
 _MULTI_OBJECT_NAMES = ("tetrominoes", "multi_dsprites", "clevr6")
 SOURCE_NAMES = (_EMBEDDED_NAMES + tuple(_TFDS) + _DERIVED_NAMES + _FILE_NAMES
-                + tuple(_PROCEDURAL) + _MULTI_OBJECT_NAMES + ("array_file", "celeba_dve"))
+                + tuple(_PROCEDURAL) + _MULTI_OBJECT_NAMES + ("array_file", "celeba_dve")
+                + ("cub_parts", "deepfashion_parts"))
 
 
 # eq=False: equality and hashing by identity; field-wise `==` on arrays is ambiguous.
@@ -136,14 +141,22 @@ def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
       "weizmann_horse" (with binary horse masks) and "image_folder" read files;
       "tetrominoes_procedural" and "multi_dsprites_procedural" are generated
       (`data_pipelines.procedural`), "dlp_shapes_procedural" too (DLP's random
-      shapes, `data_pipelines.shapes`); "tetrominoes", "multi_dsprites" and "clevr6"
-      read the multi-object-datasets TFRecords (`data_pipelines.multi_object`).
+      shapes, `data_pipelines.shapes`), and "parts_toy_procedural" (articulated
+      figures with part labels as masks, `data_pipelines.articulated`);
+      "tetrominoes", "multi_dsprites" and "clevr6" read the multi-object-datasets
+      TFRecords (`data_pipelines.multi_object`).
       "array_file" memory-maps uint8 [N, S, S, 3] .npy frames (DLP's CLEVRER and
       Traffic; `data_pipelines.array_file`: data_dir is the file, or a folder of
       train.npy / validation.npy (split "eval") / test.npy; num_examples keeps the
       first n). "celeba_dve" reads DVE's CelebA folder (`data_pipelines.celeba`;
       splits "train", "mafl_train", "mafl_test" instead of the ones below;
       image_size is the final side, 128 by default; num_examples keeps the first n).
+      "cub_parts" reads the CUB_200_2011 folder with CMR's cachedir inside
+      (`data_pipelines.cub_parts.read_train`: square 256 crops around the birds,
+      masks = the 0/1 ground-truth foreground) and "deepfashion_parts" the DeepFashion
+      in-shop folder (`data_pipelines.deepfashion_parts.read`: 256 x 256, masks = part
+      labels 0..15); both take splits "train" and "test", image_size is the side
+      (256 by default) and num_examples keeps the first n.
       Nothing is ever downloaded here (see scripts/download_data.py).
     data_dir: tfds data directory for the tfds-based sets (None: the tfds default,
       ~/tensorflow_datasets or $TFDS_DATA_DIR); the folder holding the files for
@@ -186,6 +199,16 @@ def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
                                     num_examples)
     return ArraySource(name, images, np.full(len(images), -1, np.int32), None,
                        landmarks=landmarks)
+  if name == "cub_parts":  # splits of its own
+    crops = cub_parts.read_train(data_dir, split, image_size or cub_parts.DEFAULT_SIDE,
+                                 num_examples)
+    return ArraySource(name, crops.images, np.full(len(crops.images), -1, np.int32),
+                       None, masks=crops.masks)
+  if name == "deepfashion_parts":  # splits of its own
+    images, labels = deepfashion_parts.read(
+        data_dir, split, image_size or deepfashion_parts.DEFAULT_SIDE, num_examples)
+    return ArraySource(name, images, np.full(len(images), -1, np.int32), None,
+                       masks=labels)
   if split not in SPLITS:
     raise ValueError(
         f"Unknown split {split!r} for {name!r}; valid splits: {', '.join(SPLITS)}")

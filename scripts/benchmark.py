@@ -1,4 +1,4 @@
-"""Train-step throughput of DTI-Clustering, DTI-Sprites and DLP configs, one JSON line per run.
+"""Train-step throughput of DTI-Clustering, DTI-Sprites, DLP and part-discovery configs, one JSON line per run.
 
   python scripts/benchmark.py --config=configs/mnist.py --steps=20
   python scripts/benchmark.py --config=configs/tetrominoes.py:procedural --devices=4
@@ -53,7 +53,7 @@ _PROFILE_DIR = flags.DEFINE_string(
 _IMAGE_SHAPE = flags.DEFINE_string("image_shape", "", "H,W,C of the random images "
                                    "(default: the shape of the config's dataset).")
 
-METHODS = ("dti_clustering", "dti_sprites", "dlp")
+METHODS = ("dti_clustering", "dti_sprites", "dlp", "unsup_parts")
 
 # Every experiment config (file, variant) that `--all` runs.
 ALL_CONFIGS = (
@@ -74,6 +74,8 @@ _SHAPES = {
     "tetrominoes": (35, 35, 3), "tetrominoes_procedural": (35, 35, 3),
     "multi_dsprites": (64, 64, 3), "multi_dsprites_procedural": (64, 64, 3),
     "clevr6": (128, 128, 3), "dlp_shapes_procedural": (64, 64, 3),
+    "parts_toy_procedural": (64, 64, 3), "cub_parts": (256, 256, 3),
+    "deepfashion_parts": (256, 256, 3),
 }
 
 
@@ -122,6 +124,8 @@ def benchmark(config, name: str, *, steps: int, stages: list[str], num_devices: 
     raise ValueError(f"config.method={config.method!r}: benchmark.py times {METHODS}")
   method = importlib.import_module(f"dti_jax.trainers.{config.method}")
   shape = image_shape(config, shape_override)
+  if config.method == "unsup_parts":
+    config = _random_part_weights(config)
   method.validate(config, shape)
   mesh = partition.create_mesh(num_devices)
   batch_size = config.train.batch_size
@@ -129,14 +133,21 @@ def benchmark(config, name: str, *, steps: int, stages: list[str], num_devices: 
   rng = np.random.default_rng(0)
   num_images = batch_size * (steps + 2)
   images = rng.integers(0, 256, (num_images,) + shape, dtype=np.uint8)
+  masks = None
+  if "mask" in getattr(method, "BATCH_KEYS", ()):   # a centred box of foreground
+    masks = np.zeros((num_images,) + shape[:2], np.uint8)
+    masks[:, shape[0] // 4:3 * shape[0] // 4, shape[1] // 4:3 * shape[1] // 4] = 1
   source = types.SimpleNamespace(name="random", images=images, num_examples=num_images,
                                  labels=np.full(num_images, -1, np.int32), num_classes=None,
-                                 masks=None, semantic=None, image_shape=shape)
+                                 masks=masks, semantic=None, image_shape=shape)
   steps_per_epoch = 1000
-  total_steps = config.train.num_epochs * steps_per_epoch
+  total_steps = (config.train.get("num_steps", 0)
+                 or config.train.num_epochs * steps_per_epoch)
   repl = partition.replicated(mesh)
-  device_batch = partition.to_global(
-      {"image": images[:batch_size].astype(np.float32) / 255.0}, mesh)
+  host_batch = {"image": images[:batch_size].astype(np.float32) / 255.0}
+  if masks is not None:
+    host_batch["mask"] = masks[:batch_size].astype(np.int32)
+  device_batch = partition.to_global(host_batch, mesh)
   records = []
   for stage_name in stages:
     at_step = {"first": 0, "last": total_steps - 1}.get(stage_name)
@@ -196,10 +207,35 @@ def _with_pipeline(compiled, holder, source, batch_size: int, steps: int, mesh) 
                                          epoch=0)
   start = time.perf_counter()
   for _, host_batch in zip(range(steps), batches):
-    batch = partition.to_global({"image": host_batch["image"]}, mesh)
+    batch = partition.to_global({name: host_batch[name] for name in ("image", "mask")
+                                 if name in host_batch}, mesh)
     holder["state"], metrics = compiled(holder["state"], batch)
   jax.block_until_ready(metrics)
   return round(batch_size * steps / (time.perf_counter() - start), 1)
+
+
+def _random_part_weights(config):
+  """A part-discovery config whose missing weight files are replaced by random ones of the
+  same shapes (a temporary VGG-19 file; the segmenter from its initialisation): the step
+  costs the same, and nothing pretrained is needed to time it."""
+  import tempfile
+
+  import jax
+
+  from dti_jax.interop import unsup_parts_weights
+  from dti_jax.nets import vgg19_features
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    if not config.model.backbone_weights:
+      config.model.allow_random_init = True
+    if config.perceptual.kind == "vgg19" and not config.perceptual.weights:
+      params = vgg19_features.init_params(jax.random.key(0))
+      path = os.path.join(tempfile.mkdtemp(prefix="random_vgg19_"), "vgg19.npz")
+      unsup_parts_weights.save_npz(path, {f"params/{name}/{leaf}": value
+                                          for name, layer in params.items()
+                                          for leaf, value in layer.items()})
+      config.perceptual.weights = path
+  return config
 
 
 def _load_config(name: str, variant: str):

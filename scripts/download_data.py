@@ -46,7 +46,7 @@ MULTI_OBJECT_FILES = {
     "clevr6": "clevr_with_masks/clevr_with_masks_train.tfrecords",
 }
 _MULTI_OBJECT_URL = "https://storage.googleapis.com/multi-object-datasets/"
-_PREPARED_NAMES = ("celeba_dve", "array_file")
+_PREPARED_NAMES = ("celeba_dve", "array_file", "cub_parts", "deepfashion_parts")
 NAMES = (tuple(_TFDS_NAMES) + tuple(DEFAULT_DIRS) + tuple(MULTI_OBJECT_FILES) + _FOLDER_NAMES
          + _PREPARED_NAMES)
 
@@ -167,6 +167,23 @@ def _explain_prepared(name: str) -> None:
     print("celeba_dve: not fetched by this script. Download celeba.tar.gz as DVE prepares "
           "it (github.com/jamt9000/DVE, README, 'Datasets': CelebA), unpack it and pass the "
           "folder holding Img/, Anno/, Eval/ and MAFL/ as --config.data.data_dir.")
+    return
+  if name == "cub_parts":
+    print("cub_parts: not fetched by this script. Download CUB_200_2011.tgz (Caltech-UCSD "
+          "Birds-200-2011, data.caltech.edu/records/65de6-vp158) and unpack it; put CMR's "
+          "annotation cache (github.com/akanazawa/cmr, 'CUB Data': cachedir.tar.gz) inside "
+          "it as cachedir/cub/data/{train,test}_cub_cleaned.mat; pass the CUB_200_2011 "
+          "folder as --config.data.data_dir. For NMI / ARI with background, the original's "
+          "supervised masks (github.com/subhc/unsup-parts, README) go in "
+          "--config.eval.cub_masks_dir.")
+    return
+  if name == "deepfashion_parts":
+    print("deepfashion_parts: not fetched by this script. Request DeepFashion In-shop Clothes "
+          "Retrieval (mmlab.ie.cuhk.edu.hk/projects/DeepFashion.html), unpack the "
+          "img_highres_seg images and segmentation maps, add the split files "
+          "DeepFashion_segmentation_{train,query,gallery}.json of the original "
+          "(github.com/subhc/unsup-parts, README), and pass that folder as "
+          "--config.data.data_dir.")
     return
   print("array_file: uint8 [N, S, S, 3] .npy files written from video frames by "
         "scripts/prepare_dlp_frames.py: CLEVRER (the official videos, clevrer.csail.mit.edu, "

@@ -28,12 +28,13 @@ from jax.experimental import multihost_utils
 import data_pipelines
 from dti_jax.trainers import (checkpointing, deepcluster, dlp, dlp_evaluation,
                               dti_clustering, dti_sprites, evaluation, linear_probe,
-                              partition, reporting, sprites_evaluation,
-                              workdir as workdir_lib)
+                              partition, parts_evaluation, reporting, sprites_evaluation,
+                              unsup_parts, workdir as workdir_lib)
 
-METHODS = {"dti_clustering": dti_clustering, "dti_sprites": dti_sprites, "dlp": dlp}
+METHODS = {"dti_clustering": dti_clustering, "dti_sprites": dti_sprites, "dlp": dlp,
+           "unsup_parts": unsup_parts}
 EVALUATION = {"dti_clustering": evaluation, "dti_sprites": sprites_evaluation,
-              "dlp": dlp_evaluation}
+              "dlp": dlp_evaluation, "unsup_parts": parts_evaluation}
 
 
 def _method(config: ml_collections.ConfigDict):
@@ -46,6 +47,12 @@ def _load_source(config: ml_collections.ConfigDict, split: str) -> data_pipeline
   return data_pipelines.load_source(config.data.name, data_dir=config.data.data_dir or None,
                                     split=split, image_size=config.data.image_size or None,
                                     num_examples=config.data.get("num_examples") or None)
+
+
+def total_steps_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  """config.train.num_steps when the config counts steps (> 0), else epochs x steps."""
+  steps = config.train.get("num_steps", 0)
+  return steps if steps > 0 else config.train.num_epochs * steps_per_epoch
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -69,7 +76,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if steps_per_epoch == 0:
     raise ValueError(f"config.train.batch_size={batch_size} exceeds the dataset size "
                      f"({source.num_examples} images of {config.data.name})")
-  total_steps = config.train.num_epochs * steps_per_epoch
+  total_steps = total_steps_of(config, steps_per_epoch)
   reporting.console(f"data: {data_pipelines.describe(source)}; {steps_per_epoch} steps/epoch, "
                     f"{total_steps} steps on {mesh.size} device(s) ({jax.devices()[0].platform})")
 
@@ -199,7 +206,7 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
   """Runs the remaining steps of the schedule (or until ``stop``); returns the state."""
   repl, data_sh = partition.replicated(mesh), partition.data_sharding(mesh)
   batch_size = config.train.batch_size
-  total_steps = config.train.num_epochs * steps_per_epoch
+  total_steps = total_steps_of(config, steps_per_epoch)
   step_fns = {}
 
   def step_fn(stage):
@@ -211,6 +218,7 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
 
   reassign_fn = jax.jit(functools.partial(method.reassign_clusters, config=config),
                         out_shardings=(repl, repl), donate_argnums=0)
+  batch_keys = getattr(method, "BATCH_KEYS", ("image",))  # what the step reads
   step = int(state.step)
   sums, loss_count, stage_now = {}, 0, None  # metric sums since the last log step
   first_bad, stopping = jnp.int32(-1), False
@@ -233,7 +241,7 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
       if stage != stage_now:
         stage_now = stage
         reporting.console(f"step {step}: {method.describe_stage(config, stage)}")
-      batch = partition.to_global({"image": host_batch["image"]}, mesh)
+      batch = partition.to_global({name: host_batch[name] for name in batch_keys}, mesh)
       state, metrics = step_fn(stage_now)(state, batch)
       step += 1
       first_bad = _first_nonfinite(first_bad, metrics["loss"], step)

@@ -22,8 +22,8 @@ from dti_jax.trainers import checkpointing
 
 CONFIG_FILE = "config.json"
 # Keys that may differ on resume: run length, evaluation, logging, and the switches below.
-CHANGEABLE = ("train.num_epochs", "probe.num_epochs", "eval.", "log.", "eval_only",
-              "allow_config_change")
+CHANGEABLE = ("train.num_epochs", "train.num_steps", "probe.num_epochs", "eval.", "log.",
+              "eval_only", "allow_config_change")
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

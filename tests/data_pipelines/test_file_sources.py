@@ -176,7 +176,7 @@ def test_download_script_names_and_defaults_match_loaders():
   script = _download_script()
   assert script.DEFAULT_DIRS == files.DEFAULT_DIRS
   generated = {"mnist_embedded", "digits_embedded", "tetrominoes_procedural",
-               "multi_dsprites_procedural", "dlp_shapes_procedural"}
+               "multi_dsprites_procedural", "dlp_shapes_procedural", "parts_toy_procedural"}
   loadable = set(sources.SOURCE_NAMES) - generated
   assert loadable <= set(script.NAMES)
   from data_pipelines import multi_object

@@ -1,0 +1,170 @@
+"""Part discovery's scores and pictures on held-out images.
+
+Protocol "pixels" (the toy benchmark, DeepFashion; spec 9.3, 12): the eval-mode logits
+at the image side (aligned corners), argmax over the K parts, against the ground-truth
+part labels on every ground-truth foreground pixel: FG-NMI and FG-ARI x 100 from one
+contingency table accumulated over batches. The toy data adds the spec's baselines
+(foreground-box grid and strips, colour k-means), computed once by the same metric
+code and logged beside. Protocol "cub_keypoints" (spec 9.2) scores the part under each
+visible keypoint of the official test split (`dti_jax.trainers.parts_cub`).
+"""
+
+import functools
+import json
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+import data_pipelines
+from dti_jax.metrics import part_baselines, parts
+from dti_jax.trainers import evaluation, partition, sprites_evaluation, unsup_parts
+from dti_jax.transforms import equivariance
+from dti_jax.viz import grids, part_maps
+
+PANEL_IMAGES = 8
+PAIR_IMAGES = 4
+
+
+def heldout_source(config, source) -> data_pipelines.ArraySource:
+  """The toy's held-out draw, else the first eval.num_images of split eval.split."""
+  e = config.eval
+  if config.data.name.endswith("_procedural"):
+    return data_pipelines.load_source(config.data.name, num_examples=e.num_images,
+                                      seed=e.heldout_seed)
+  if e.split and e.split != config.data.split:
+    source = data_pipelines.load_source(config.data.name, data_dir=config.data.data_dir or None,
+                                        split=e.split)
+  count = min(e.num_images, source.num_examples) if e.num_images > 0 else source.num_examples
+  return sprites_evaluation.first_images(source, count)
+
+
+class PartsEvaluator:
+  """FG-NMI / FG-ARI on a held-out set with part labels, and the part pictures."""
+
+  def __init__(self, config, mesh, source: data_pipelines.ArraySource,
+               training_source: data_pipelines.ArraySource | None = None):
+    self.config, self.mesh, self.source = config, mesh, source
+    if source.masks is None:
+      raise ValueError(f"{source.name}: the held-out images have no part labels to score")
+    repl, data = partition.replicated(mesh), partition.data_sharding(mesh)
+    self._logits = jax.jit(functools.partial(unsup_parts.predict_logits, config=config),
+                           in_shardings=(repl, data), out_shardings=data)
+    self.baselines = {}
+    if config.eval.get("baselines", False) and training_source is not None:
+      self.baselines = part_baselines.all_baselines(
+          training_source.images, training_source.masks, source.images, source.masks)
+
+    def pairs(state, images, masks, key):
+      w = config.warp
+      grid = equivariance.random_grids(key, images.shape[0], *images.shape[1:3],
+                                       sigma=w.sigma, max_rotation_degrees=w.max_rotation_degrees,
+                                       scale_range=tuple(w.scale_range),
+                                       max_translation=w.max_translation)
+      warped = equivariance.warp(images, grid)
+      logits = unsup_parts.predict_logits(state, images, config=config)
+      return {"warped_image": warped, "warped_mask": equivariance.warp(masks, grid),
+              "warped_prediction": equivariance.warp(logits, grid),
+              "prediction_of_warped": unsup_parts.predict_logits(state, warped, config=config)}
+
+    self._pairs = jax.jit(pairs)
+
+  def probabilities(self, state, source: data_pipelines.ArraySource):
+    """Yields (host batch, softmax [b, H, W, K]) over ``source``, padding rows dropped."""
+    for host_batch in data_pipelines.eval_batches(
+        source, global_batch_size=self.config.eval.batch_size,
+        process_index=jax.process_index(), process_count=jax.process_count()):
+      batch = partition.to_global({"image": host_batch["image"]}, self.mesh)
+      logits = partition.to_host(self._logits(state, batch["image"]))
+      valid = host_batch["_mask"]
+      yield ({name: value[valid] for name, value in host_batch.items()},
+             jax.nn.softmax(logits[valid], axis=-1))
+
+  def scores(self, state, stage=None) -> dict[str, Any]:
+    del stage
+    num_parts = self.config.model.num_parts
+    num_labels = int(self.source.masks.max()) + 1
+    table = np.zeros((num_labels, num_parts), np.float64)
+    for host_batch, probabilities in self.probabilities(state, self.source):
+      labels = host_batch["mask"]
+      foreground = labels > 0
+      predicted = np.asarray(probabilities).argmax(axis=-1)
+      table += parts.contingency(labels[foreground], predicted[foreground], num_labels,
+                                 num_parts)
+    result = {f"fg_{name}": 100.0 * value for name, value in parts.nmi_ari(table).items()}
+    result["proportions"] = (table.sum(axis=0) / max(table.sum(), 1.0)).tolist()
+    for baseline, values in self.baselines.items():
+      result.update({f"baseline_{baseline}_{name}": value for name, value in values.items()})
+    return result
+
+  def images(self, state, stage=None) -> dict[str, np.ndarray]:
+    """``part_maps``: rows input, ground truth, predicted parts (overlays, background
+    from the ground-truth mask), mean-colour render of the predicted parts; ``part_heat_maps``:
+    per image its K normalised part maps; ``equivariance``: per image the input, its
+    prediction, the warped input, the prediction of the warped input and the warped
+    prediction (the loss asks the last two to agree)."""
+    del stage
+    k = self.config.model.num_parts
+    count = min(PANEL_IMAGES, self.source.num_examples)
+    first = sprites_evaluation.first_images(self.source, count)
+    host_batch, probabilities = next(self.probabilities(state, first))
+    probabilities = np.asarray(probabilities)[:count]
+    images = host_batch["image"][:count]
+    truth = host_batch["mask"][:count]
+    masks = truth > 0
+    predicted = part_maps.labels_with_background(probabilities, masks)
+    num_truth = max(int(self.source.masks.max()) + 1, k + 1)
+    scale = max(1, 128 // images.shape[1])
+    rows = [images, part_maps.overlay(images, truth, num_truth),
+            part_maps.overlay(images, predicted, k + 1),
+            part_maps.mean_colour_render(images, predicted, k + 1)]
+    pictures = {"part_maps": grids.upscale(grids.make_grid(np.concatenate(rows), count),
+                                           scale)}
+    heat = part_maps.part_heat_maps(probabilities, masks)[:PAIR_IMAGES]
+    heat = np.repeat(heat[..., None], 3, axis=-1).reshape((-1,) + heat.shape[2:] + (3,))
+    pictures["part_heat_maps"] = grids.upscale(grids.make_grid(heat, k), scale)
+    shown = images[:PAIR_IMAGES]
+    pairs = jax.device_get(self._pairs(state, shown,
+                                       masks[:PAIR_IMAGES, ..., None].astype(np.float32),
+                                       jax.random.key(self.config.seed)))
+    warped_fg = pairs["warped_mask"][..., 0] > 0.5
+
+    def painted(base, logits, valid):
+      labels = np.where(valid, np.asarray(logits).argmax(-1) + 1, 0)
+      return part_maps.overlay(np.clip(base, 0, 1), labels, k + 1)
+
+    columns = [shown, painted(shown, probabilities[:PAIR_IMAGES], masks[:PAIR_IMAGES]),
+               np.clip(pairs["warped_image"], 0, 1),
+               painted(pairs["warped_image"], pairs["prediction_of_warped"], warped_fg),
+               painted(pairs["warped_image"], pairs["warped_prediction"], warped_fg)]
+    pictures["equivariance"] = grids.upscale(grids.make_grid(
+        np.stack(columns, axis=1).reshape((-1,) + shown.shape[1:]), len(columns)), scale)
+    return pictures
+
+
+def create_evaluator(config, method, mesh, source):  # pylint: disable=unused-argument
+  if config.eval.protocol == "cub_keypoints":
+    from dti_jax.trainers import parts_cub
+    return parts_cub.CubEvaluator(config, mesh, source)
+  if config.eval.protocol != "pixels":
+    raise ValueError(f"config.eval.protocol={config.eval.protocol!r} is not 'pixels' or "
+                     "'cub_keypoints'")
+  return PartsEvaluator(config, mesh, heldout_source(config, source), training_source=source)
+
+
+def final_evaluation(evaluator, state, stage, source, writer, workdir: str) -> dict[str, Any]:
+  """Scores the held-out images; writes summaries, the PNGs and final_scores.json."""
+  del source
+  final = evaluator.scores(state, stage)
+  images = evaluator.images(state, stage)
+  step = int(state.step)
+  evaluation.write_eval(writer, step, "final", final, images)
+  evaluation.save_frame(workdir, step, images)
+  if jax.process_index() == 0:
+    for name, picture in images.items():
+      grids.save_png(os.path.join(workdir, f"{name}.png"), picture)
+    with open(os.path.join(workdir, "final_scores.json"), "w") as f:
+      json.dump(final, f, indent=1)
+  return final
+

@@ -1,0 +1,146 @@
+"""Part discovery on stand-ins of the real datasets, in the original layouts: the CUB and
+DeepFashion configs train and score, and a released checkpoint (the original's key names,
+narrow) is converted and scored on CUB end to end, its keypoint NMI / ARI recomputed
+independently with scikit-learn."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn import metrics as sk_metrics
+
+from configs import unsup_parts_cub, unsup_parts_deepfashion
+from data_pipelines import cub_parts
+from dti_jax import evaluate_parts, segment_parts
+from dti_jax.nets import deeplab_resnet
+from dti_jax.trainers import loop
+from scripts import convert_torch_weights
+from tests.interop import torch_writer
+from tests.interop.test_unsup_parts_weights import K, WIDTH, segmenter_state_dict
+from tests.trainers import parts_standins
+
+
+@pytest.fixture(scope="module")
+def cub_tree(tmp_path_factory):
+  return parts_standins.write_cub(tmp_path_factory.mktemp("cub") / "CUB_200_2011")
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+  """A model_60000.pth with the original's layout (width 4, K = 3), converted."""
+  root = tmp_path_factory.mktemp("released")
+  state = segmenter_state_dict(head=True)
+  torch_writer.save_zip(str(root / "model_60000.pth"), {
+      "model_state_dict": {f"module.{name}": value for name, value in state.items()}})
+  convert_torch_weights.main(["--kind=unsup_parts", f"--input={root / 'model_60000.pth'}",
+                              f"--output={root / 'model_60000.npz'}"])
+  return str(root / "model_60000.npz")
+
+
+def _cub_config(data_dir, masks_dir):
+  config = unsup_parts_cub.get_config("smoke")
+  with config.unlocked():
+    config.data.data_dir = str(data_dir)
+    config.eval.cub_masks_dir = str(masks_dir)
+    config.model.width = WIDTH
+    config.model.num_parts = K
+  return config
+
+
+def _reference_keypoint_scores(weights, data_dir):
+  """FG-NMI / FG-ARI recomputed without the evaluator: flax forward, PyTorch's
+  align_corners=False resize written out in numpy, nearest = round half even (x - 0.5)."""
+  model = deeplab_resnet.DeepLabV2ResNet50(num_parts=K, width=WIDTH)
+  flat = dict(np.load(weights))
+  variables = {}
+  for key, value in flat.items():
+    node = variables
+    *parents, leaf = key.split("/")
+    for name in parents:
+      node = node.setdefault(name, {})
+    node[leaf] = value
+  truth, predicted = [], []
+  for sample in cub_parts.keypoint_eval_samples(str(data_dir), "test"):
+    logits = np.asarray(model.apply(variables, sample["image"][None], train=False))[0]
+    height, width = sample["image"].shape[:2]
+
+    def taps(out, size):
+      source = np.maximum((np.arange(out) + 0.5) * size / out - 0.5, 0)
+      low = np.minimum(np.floor(source).astype(int), size - 1)
+      return low, np.minimum(low + 1, size - 1), source - low
+
+    (y0, y1, fy), (x0, x1, fx) = taps(height, logits.shape[0]), taps(width, logits.shape[1])
+    rows = logits[y0] * (1 - fy)[:, None, None] + logits[y1] * fy[:, None, None]
+    full = rows[:, x0] * (1 - fx)[None, :, None] + rows[:, x1] * fx[None, :, None]
+    labels = full.argmax(-1)
+    for index in np.flatnonzero(sample["visible"]):
+      x, y = sample["keypoints"][index]
+      truth.append(index)
+      predicted.append(labels[int(np.rint(y - 0.5)), int(np.rint(x - 0.5))])
+  return (100 * sk_metrics.normalized_mutual_info_score(truth, predicted),
+          100 * sk_metrics.adjusted_rand_score(truth, predicted))
+
+
+def test_released_checkpoint_converts_and_scores_on_cub(cub_tree, released, tmp_path):
+  data_dir, masks_dir = cub_tree
+  config = _cub_config(data_dir, masks_dir)
+  out = str(tmp_path / "scores")
+  scores = evaluate_parts.evaluate(config, released, out)
+  nmi, ari = _reference_keypoint_scores(released, data_dir)
+  assert nmi > 1.0                                   # the parts are not all one label
+  np.testing.assert_allclose(scores["fg_nmi"], nmi, atol=1e-6)
+  np.testing.assert_allclose(scores["fg_ari"], ari, atol=1e-6)
+  assert 0 <= scores["nmi_full"] <= 100 and np.isfinite(scores["keypoint_error"])
+  with open(os.path.join(out, "final_scores.json")) as f:
+    assert json.load(f)["fg_nmi"] == scores["fg_nmi"]
+  assert os.path.exists(os.path.join(out, "part_maps.png"))
+  # The same weights segment a folder of new images.
+  images = tmp_path / "new"
+  images.mkdir()
+  Image.fromarray(np.full((40, 70, 3), 120, np.uint8)).save(images / "a.png")
+  segment_parts.segment_folder(config, jax.device_get(
+      __import__("dti_jax.trainers.unsup_parts", fromlist=["x"]).segmenter_state(
+          config, released)), str(images), str(tmp_path / "maps"), None, 64)
+  labels = np.asarray(Image.open(tmp_path / "maps" / "a_labels.png"))
+  assert labels.shape == (64, 112) and 1 <= labels.min() and labels.max() <= K
+
+
+def test_a_backbone_file_is_refused_as_a_trained_model(cub_tree, tmp_path):
+  state = segmenter_state_dict(head=False)
+  torch_writer.save_legacy(str(tmp_path / "caffe.pth"), state)
+  convert_torch_weights.main(["--kind=resnet50_caffe", f"--input={tmp_path / 'caffe.pth'}",
+                              f"--output={tmp_path / 'caffe.npz'}"])
+  with pytest.raises(ValueError, match="no part head"):
+    evaluate_parts.evaluate(_cub_config(*cub_tree), str(tmp_path / "caffe.npz"),
+                            str(tmp_path / "out"))
+
+
+def test_cub_smoke_config_trains_and_scores(cub_tree, tmp_path, fast_compile):
+  del fast_compile
+  data_dir, masks_dir = cub_tree
+  config = unsup_parts_cub.get_config("smoke")
+  with config.unlocked():
+    config.data.data_dir = str(data_dir)
+    config.eval.cub_masks_dir = str(masks_dir)
+    config.data.num_examples = 6
+    config.train.num_steps = 1
+    config.model.width = 4
+  final = loop.train_and_evaluate(config, str(tmp_path / "cub"), num_devices=1)
+  assert {"fg_nmi", "fg_ari", "nmi_full", "ari_full", "keypoint_error"} <= set(final)
+
+
+def test_deepfashion_smoke_config_trains_and_scores(tmp_path, fast_compile):
+  del fast_compile
+  root = parts_standins.write_deepfashion(tmp_path / "inshop")
+  config = unsup_parts_deepfashion.get_config("smoke")
+  with config.unlocked():
+    config.data.data_dir = str(root)
+    config.data.num_examples = 6
+    config.train.num_steps = 1
+    config.model.width = 4
+    config.eval.batch_size = 2
+  final = loop.train_and_evaluate(config, str(tmp_path / "df"), num_devices=1)
+  assert 0 <= final["fg_nmi"] <= 100
