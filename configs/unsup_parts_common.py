@@ -94,3 +94,17 @@ def base_config() -> ml_collections.ConfigDict:
   config.log.every_steps = 100
   config.log.checkpoint_every_steps = 5000
   return config
+
+
+def shrink_for_smoke(config: ml_collections.ConfigDict) -> None:
+  """The ``smoke`` variant of the dataset configs: a width-8 ResNet and the random phi
+  (no weight files), the first 12 training images, 2 steps; mechanics only."""
+  config.data.num_examples = 12
+  config.model.width = 8
+  config.model.allow_random_init = True
+  config.perceptual.kind = "random_vgg"
+  config.train.num_steps = 2
+  config.eval.num_images = 4
+  config.eval.every_steps = 1000
+  config.log.every_steps = 1
+  config.log.checkpoint_every_steps = 2

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
-from data_pipelines import cub_parts
+from data_pipelines import cub_eval, cub_parts
 
 SPLITS = ("train", "test")
 DEFAULT_SIDE = 256
@@ -217,7 +217,7 @@ def full_eval_samples(data_dir: str | None, masks_dir: str | None = None,
   Yields:
     Per image a dict: "image" float32 [side, w, 3] (or [h, side, 3]) minus
     `cub_parts.CAFFE_MEAN`, "labels" uint8 of the same size, "file_name", and with
-    masks_dir "mask" uint8 {0, 1} of the same size (`cub_parts.binarize_mask`).
+    masks_dir "mask" uint8 {0, 1} of the same size (`cub_eval.binarize_mask`).
 
   Raises:
     FileNotFoundError: a missing file, naming it and where to get the data.
@@ -237,16 +237,16 @@ def _generate_full_eval_samples(data_dir: str, names: list[str], masks_dir: str 
                                 side: int, label_filter: int) -> Iterator[dict]:
   for name in names:
     image, labels = load_example(data_dir, name)
-    resized = cub_parts.resize_shorter_side(image, side, Image.Resampling.BILINEAR)
-    labels = cub_parts.resize_shorter_side(Image.fromarray(labels), side, label_filter)
-    sample = {"image": cub_parts.normalize_caffe(np.asarray(resized)),
+    resized = cub_eval.resize_shorter_side(image, side, Image.Resampling.BILINEAR)
+    labels = cub_eval.resize_shorter_side(Image.fromarray(labels), side, label_filter)
+    sample = {"image": cub_eval.normalize_caffe(np.asarray(resized)),
               "labels": np.asarray(labels, np.uint8), "file_name": name}
     if masks_dir is not None:
       mask_path = os.path.join(masks_dir, name + ".png")
-      mask = cub_parts.load_grey_mask(
+      mask = cub_eval.load_grey_mask(
           _require(mask_path, _HOW_TO_GET_MASKS), _HOW_TO_GET_MASKS)
       if mask.size != image.size:
         raise ValueError(f"deepfashion_parts: mask {mask_path} is {mask.size[0]}x"
                          f"{mask.size[1]}, its image {image.width}x{image.height}")
-      sample["mask"] = cub_parts.binarize_mask(mask, resized.size)
+      sample["mask"] = cub_eval.binarize_mask(mask, resized.size)
     yield sample

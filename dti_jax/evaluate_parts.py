@@ -4,11 +4,11 @@
       --input=model_60000.pth --output=cub_model_60000.npz
   python -m dti_jax.evaluate_parts --config=configs/unsup_parts_cub.py \
       --weights=cub_model_60000.npz --out=results/cub_released \
-      --config.data.data_dir=data/CUB_200_2011 --config.eval.cub_masks_dir=data/cub_masks
+      --config.data.data_dir=data/CUB_200_2011 --config.eval.masks_dir=data/cub_masks
 
 Builds the config's segmenter, loads every tensor of ``--weights`` (keys and shapes
 checked, one-line errors), runs the config's evaluation protocol (CUB: keypoint FG-NMI /
-FG-ARI, with ``eval.cub_masks_dir`` NMI / ARI, and the keypoint regression; DeepFashion
+FG-ARI, with ``eval.masks_dir`` NMI / ARI, and the keypoint regression; DeepFashion
 and the toy data: pixel FG-NMI / FG-ARI) and writes ``final_scores.json`` and the part
 pictures to ``--out``. Nothing is trained; a trained workdir is scored instead with
 ``python -m dti_jax.main ... --config.eval_only=True``.

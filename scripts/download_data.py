@@ -169,21 +169,24 @@ def _explain_prepared(name: str) -> None:
           "folder holding Img/, Anno/, Eval/ and MAFL/ as --config.data.data_dir.")
     return
   if name == "cub_parts":
-    print("cub_parts: not fetched by this script. Download CUB_200_2011.tgz (Caltech-UCSD "
-          "Birds-200-2011, data.caltech.edu/records/65de6-vp158) and unpack it; put CMR's "
-          "annotation cache (github.com/akanazawa/cmr, 'CUB Data': cachedir.tar.gz) inside "
-          "it as cachedir/cub/data/{train,test}_cub_cleaned.mat; pass the CUB_200_2011 "
-          "folder as --config.data.data_dir. For NMI / ARI with background, the original's "
-          "supervised masks (github.com/subhc/unsup-parts, README) go in "
-          "--config.eval.cub_masks_dir.")
+    print("cub_parts: not fetched by this script. Unpack CUB_200_2011.tgz (Caltech-UCSD "
+          "Birds-200-2011) into data/CUB/, then CMR's cachedir.tar.gz (linked from "
+          "github.com/akanazawa/cmr, issue 3) inside data/CUB/CUB_200_2011/ (it gives "
+          "cachedir/cub/data/{train,test}_cub_cleaned.mat); pass data/CUB/CUB_200_2011 as "
+          "--config.data.data_dir. For NMI / ARI with background, unpack the original's "
+          "cub_supervisedlabels.tar.gz (robots.ox.ac.uk/~vgg/research/unsup-parts/files/) "
+          "into data/CUB/ and pass data/CUB/supervisedlabels as --config.eval.masks_dir.")
     return
   if name == "deepfashion_parts":
-    print("deepfashion_parts: not fetched by this script. Request DeepFashion In-shop Clothes "
-          "Retrieval (mmlab.ie.cuhk.edu.hk/projects/DeepFashion.html), unpack the "
-          "img_highres_seg images and segmentation maps, add the split files "
-          "DeepFashion_segmentation_{train,query,gallery}.json of the original "
-          "(github.com/subhc/unsup-parts, README), and pass that folder as "
-          "--config.data.data_dir.")
+    print("deepfashion_parts: not fetched by this script. From DeepFashion's In-shop Clothes "
+          "Retrieval Benchmark (mmlab.ie.cuhk.edu.hk/projects/DeepFashion/"
+          "InShopRetrieval.html) get the 'segmentation' folder, put it in "
+          "'In-shop Clothes Retrieval Benchmark/Anno/' and unzip img_highres_seg.zip inside "
+          "it (the split files DeepFashion_segmentation_{train,query,gallery}.json are in "
+          "that folder); pass 'In-shop Clothes Retrieval Benchmark' as "
+          "--config.data.data_dir. For NMI / ARI, unpack the original's "
+          "deepfashion_supervisedlabels.tar.gz (robots.ox.ac.uk/~vgg/research/unsup-parts/"
+          "files/) there and pass its supervisedlabels folder as --config.eval.masks_dir.")
     return
   print("array_file: uint8 [N, S, S, 3] .npy files written from video frames by "
         "scripts/prepare_dlp_frames.py: CLEVRER (the official videos, clevrer.csail.mit.edu, "

@@ -16,7 +16,8 @@ import sys
 
 import numpy as np
 
-SCORES = ("acc", "nmi", "ari", "loss")
+SCORES = ("acc", "nmi", "ari", "fg_nmi", "fg_ari", "loss")
+PERCENT = ("fg_nmi", "fg_ari")   # stored in % already (part discovery); acc/nmi/ari as fractions
 
 
 def _command(args, seed, extra):
@@ -53,9 +54,9 @@ def run_seeds(args, extra: list[str]) -> dict[int, dict]:
 
 
 def markdown_table(results: dict[int, dict]) -> str:
-  """Rows per seed, then mean +- std (ACC/NMI/ARI in %), then the lowest-loss run."""
+  """Rows per seed, then mean +- std and the median (scores in %), then the lowest-loss run."""
   names = [n for n in SCORES if all(n in r for r in results.values())]
-  scale = {n: (1.0 if n == "loss" else 100.0) for n in names}
+  scale = {n: (1.0 if n == "loss" or n in PERCENT else 100.0) for n in names}
   lines = ["| run | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
   for seed, scores in results.items():
     lines.append(f"| seed {seed} | " + " | ".join(
@@ -64,6 +65,8 @@ def markdown_table(results: dict[int, dict]) -> str:
   lines.append("| mean ± std | " + " | ".join(
       f"{values[n].mean():.{4 if n == 'loss' else 1}f} ± {values[n].std():.{4 if n == 'loss' else 1}f}"
       for n in names) + " |")
+  lines.append("| median | " + " | ".join(
+      f"{np.median(values[n]):.{4 if n == 'loss' else 1}f}" for n in names) + " |")
   if "loss" in names:
     best = min(results, key=lambda s: results[s]["loss"])
     lines.append(f"| lowest loss (seed {best}) | " + " | ".join(

@@ -16,6 +16,26 @@ VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "
                 512, 512, 512, "M")
 
 
+def torchvision_feature_layers(layout) -> tuple[tuple[int, str, str], ...]:
+  """(index in torchvision's VGG ``features``, kind, name) of every module, in order,
+  for a cfg-style ``layout`` (conv widths, "M" a 2x2 max-pool).
+
+  Kinds are "conv" (3x3, padding 1, bias), "relu" (in place) and "pool" (2x2 max-pool,
+  stride 2); names conv{block}_{i}, relu{block}_{i} and pool{block}.
+  """
+  layers, index, block, position = [], 0, 1, 0
+  for item in layout:
+    if item == "M":
+      layers.append((index, "pool", f"pool{block}"))
+      index, block, position = index + 1, block + 1, 0
+      continue
+    position += 1
+    layers.append((index, "conv", f"conv{block}_{position}"))
+    layers.append((index + 1, "relu", f"relu{block}_{position}"))
+    index += 2
+  return tuple(layers)
+
+
 class VGG16(nn.Module):
   """224x224 input -> fc7 feature before ReLU (``fc_width`` 4096; less in tests, smoke runs)."""
 

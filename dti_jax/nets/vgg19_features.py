@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from dti_jax.nets import vgg
+
 # torchvision's cfg "E": conv widths, "M" a 2x2 max-pool.
 VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
                 512, 512, 512, 512, "M")
@@ -38,17 +40,7 @@ def torchvision_layers() -> tuple[tuple[int, str, str], ...]:
 
   Kinds are "conv", "relu" and "pool"; names conv{block}_{i}, relu{block}_{i}, pool{block}.
   """
-  layers, index, block, position = [], 0, 1, 0
-  for item in VGG19_LAYOUT:
-    if item == "M":
-      layers.append((index, "pool", f"pool{block}"))
-      index, block, position = index + 1, block + 1, 0
-      continue
-    position += 1
-    layers.append((index, "conv", f"conv{block}_{position}"))
-    layers.append((index + 1, "relu", f"relu{block}_{position}"))
-    index += 2
-  return tuple(layers)
+  return vgg.torchvision_feature_layers(VGG19_LAYOUT)
 
 
 LAYERS = torchvision_layers()

@@ -40,17 +40,7 @@ def torchvision_layers() -> tuple[tuple[int, str, str], ...]:
   Kinds are "conv" (3x3, padding 1, bias), "relu" (in place) and "pool" (2x2 max-pool,
   stride 2); names conv{block}_{i}, relu{block}_{i} and pool{block}.
   """
-  layers, index, block, position = [], 0, 1, 0
-  for item in vgg.VGG16_LAYOUT:
-    if item == "M":
-      layers.append((index, "pool", f"pool{block}"))
-      index, block, position = index + 1, block + 1, 0
-      continue
-    position += 1
-    layers.append((index, "conv", f"conv{block}_{position}"))
-    layers.append((index + 1, "relu", f"relu{block}_{position}"))
-    index += 2
-  return tuple(layers)
+  return vgg.torchvision_feature_layers(vgg.VGG16_LAYOUT)
 
 
 LAYERS = torchvision_layers()

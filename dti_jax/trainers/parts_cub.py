@@ -7,7 +7,7 @@
   the keypoint's index (15 classes) over all keypoints of all images, from one
   contingency table. No mask. The original notebook's stored FG-ARI (21.03) came from
   the with-background labels (fixed upstream later); this is the corrected one.
-* NMI / ARI (with ``eval.cub_masks_dir``): the same on the uncropped images, the
+* NMI / ARI (with ``eval.masks_dir``): the same on the uncropped images, the
   prediction argmax over [1 - m, m softmax] (K + 1 labels) with m the original's
   supervised masks.
 * Keypoint regression error (``eval.keypoint_regression``; SCOPS' protocol): part
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data_pipelines import cub_parts
+from data_pipelines import cub_eval, cub_parts
 from dti_jax.metrics import parts
 from dti_jax.models import unsup_parts as model_lib
 from dti_jax.ops.part_sampling import upsample_logits
@@ -63,26 +63,26 @@ class CubEvaluator:
   def keypoint_scores(self, state) -> dict[str, float]:
     k = self.config.model.num_parts
     table = np.zeros((cub_parts.NUM_KEYPOINTS, k))
-    for sample in cub_parts.keypoint_eval_samples(self.data_dir, "test", limit=self._limit()):
+    for sample in cub_eval.keypoint_eval_samples(self.data_dir, "test", limit=self._limit()):
       labels = np.asarray(self._probabilities(state, sample["image"])).argmax(-1)
       visible = sample["visible"]
-      parts_at = cub_parts.sample_nearest(labels, sample["keypoints"][visible])
+      parts_at = cub_eval.sample_nearest(labels, sample["keypoints"][visible])
       table += parts.contingency(np.flatnonzero(visible), parts_at,
                                  cub_parts.NUM_KEYPOINTS, k)
     return {f"fg_{name}": 100 * value for name, value in parts.nmi_ari(table).items()}
 
   def full_image_scores(self, state) -> dict[str, float]:
-    masks_dir = self.config.eval.get("cub_masks_dir", "")
+    masks_dir = self.config.eval.get("masks_dir", "")
     if not masks_dir:
       return {}
     k = self.config.model.num_parts
     table = np.zeros((cub_parts.NUM_KEYPOINTS, k + 1))
-    for sample in cub_parts.full_image_eval_samples(self.data_dir, masks_dir, "test",
+    for sample in cub_eval.full_image_eval_samples(self.data_dir, masks_dir, "test",
                                                     limit=self._limit()):
       probabilities = np.asarray(self._probabilities(state, sample["image"]))
       labels = part_maps.labels_with_background(probabilities[None], sample["mask"][None])[0]
       visible = sample["visible"]
-      parts_at = cub_parts.sample_nearest(labels, sample["keypoints"][visible])
+      parts_at = cub_eval.sample_nearest(labels, sample["keypoints"][visible])
       table += parts.contingency(np.flatnonzero(visible), parts_at,
                                  cub_parts.NUM_KEYPOINTS, k + 1)
     return {f"{name}_full": 100 * value for name, value in parts.nmi_ari(table).items()}
@@ -119,7 +119,7 @@ class CubEvaluator:
     del stage
     k = self.config.model.num_parts
     tiles = []
-    for sample in cub_parts.keypoint_eval_samples(self.data_dir, "test",
+    for sample in cub_eval.keypoint_eval_samples(self.data_dir, "test",
                                                   limit=PANEL_IMAGES):
       image = np.clip((sample["image"] + cub_parts.CAFFE_MEAN) / 255.0, 0, 1)
       labels = np.asarray(self._probabilities(state, sample["image"])).argmax(-1) + 1

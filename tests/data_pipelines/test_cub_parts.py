@@ -3,11 +3,11 @@ cv2's resize rules, the notebook's evaluation geometry and keypoint sampling."""
 
 import numpy as np
 import pytest
-import scipy.io
 from PIL import Image
 
 import data_pipelines
-from data_pipelines import cub_parts
+from data_pipelines import cub_eval, cub_parts
+from tests.trainers.parts_standins import write_cmr
 
 ALBATROSS = "001.Black_footed_Albatross/Black_Footed_Albatross_{:04d}_1.jpg"
 LAYSAN = "002.Laysan_Albatross/Laysan_Albatross_{:04d}_2.jpg"
@@ -34,20 +34,6 @@ def _parts(points):
   return parts
 
 
-def _write_cmr(root, split, records):
-  """CMR's {split}_cub_cleaned.mat: a 1 x N struct array `images` with nested bbox."""
-  fields = [("rel_path", "O"), ("bbox", "O"), ("mask", "O"), ("parts", "O")]
-  table = np.zeros((1, len(records)), dtype=fields)
-  for i, (rel_path, bbox, mask, parts) in enumerate(records):
-    table[0, i]["rel_path"] = rel_path
-    table[0, i]["bbox"] = dict(zip(("x1", "y1", "x2", "y2"), map(float, bbox)))
-    table[0, i]["mask"] = mask
-    table[0, i]["parts"] = parts
-  path = root / cub_parts.CMR_ANNOTATIONS.format(split=split)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  scipy.io.savemat(path, {"images": table})
-
-
 # Image 0 (40 x 50): box x 0..19, y 10..39 (0-based). Grown by 5 %: x -1..20, y 8.5..40.5,
 # rounded half-to-even to -1..20 and 8..40 (22 x 33), squared by round(5.5) = 6 columns
 # before: the crop is x -7..25, y 8..40, 7 columns left of and one row below the image.
@@ -71,8 +57,8 @@ def cmr_tree(tmp_path_factory):
        _parts({0: (11, 21), 4: (1, 40)})),
       (LAYSAN.format(2), (9, 9, 72, 72), np.ones((80, 80), np.uint8), _parts({})),
   ]
-  _write_cmr(root, "train", records)
-  _write_cmr(root, "test", records[:1])   # a single record: loadmat squeezes it
+  write_cmr(root, "train", records)
+  write_cmr(root, "test", records[:1])   # a single record: loadmat squeezes it
   return root
 
 
@@ -172,7 +158,7 @@ def official_tree(tmp_path_factory):
 
 def test_box_crop_resize_cut_and_keypoints(official_tree):
   root, _ = official_tree
-  samples = list(cub_parts.keypoint_eval_samples(str(root)))
+  samples = list(cub_eval.keypoint_eval_samples(str(root)))
   assert [s["image_id"] for s in samples] == [1, 3]
   assert [s["class_id"] for s in samples] == [1, 2]
   sample = samples[0]
@@ -189,14 +175,14 @@ def test_box_crop_resize_cut_and_keypoints(official_tree):
   np.testing.assert_allclose(sample["keypoints"][5], [282, 249.6], atol=1e-4)
   assert (sample["keypoints"][~sample["visible"]] == 0).all()
   assert sample["keypoints"].dtype == np.float32
-  train = list(cub_parts.keypoint_eval_samples(str(root), split="train"))
+  train = list(cub_eval.keypoint_eval_samples(str(root), split="train"))
   assert [s["image_id"] for s in train] == [2] and not train[0]["visible"].any()
-  assert len(list(cub_parts.keypoint_eval_samples(str(root), limit=1))) == 1
+  assert len(list(cub_eval.keypoint_eval_samples(str(root), limit=1))) == 1
 
 
 def test_full_image_with_supervised_mask(official_tree):
   root, masks = official_tree
-  sample, = list(cub_parts.full_image_eval_samples(str(root), str(masks)))[1:]
+  sample, = list(cub_eval.full_image_eval_samples(str(root), str(masks)))[1:]
   # 70 x 50 -> 358 x 256 (int(256 * 70 / 50) = 358) -> 352 wide, 3 columns off the left.
   assert sample["image"].shape == (256, 352, 3) and sample["mask"].shape == (256, 352)
   np.testing.assert_allclose(sample["image"], np.broadcast_to(
@@ -212,13 +198,13 @@ def test_binarize_mask_reads_both_png_conventions():
   for high in (1, 255):
     grey = np.zeros((4, 8), np.uint8)
     grey[:, :3] = high
-    mask = cub_parts.binarize_mask(Image.fromarray(grey), (8, 4))
+    mask = cub_eval.binarize_mask(Image.fromarray(grey), (8, 4))
     np.testing.assert_array_equal(mask[0], [1, 1, 1, 0, 0, 0, 0, 0])
 
 
 def test_cut_borders_centre_crops_to_multiples_of_16():
   array = np.arange(37 * 21).reshape(37, 21)   # 5 rows (2 above), 5 columns (2 left) go
-  cut, xy, visible = cub_parts.cut_borders(
+  cut, xy, visible = cub_eval.cut_borders(
       array, np.array([[2.0, 2.0], [1.9, 5.0], [17.9, 33.9], [18.0, 5.0]]),
       np.array([True, True, True, True]))
   np.testing.assert_array_equal(cut, array[2:34, 2:18])
@@ -233,10 +219,10 @@ def test_sample_nearest_reads_round_half_even_of_x_minus_half():
                         [0.0, 0.0],     # -0.5 -> 0
                         [15.99, 3.99],  # 15.49 -> 15, 3.49 -> 3
                         [12.6, 0.4]])   # 12.1 -> 12, -0.1 -> 0
-  np.testing.assert_array_equal(cub_parts.sample_nearest(label_map, keypoints),
+  np.testing.assert_array_equal(cub_eval.sample_nearest(label_map, keypoints),
                                 [10, 210, 0, 315, 12])
   with pytest.raises(ValueError, match=r"keypoint \[16.0, 0.0\] lies outside the 4x16 map"):
-    cub_parts.sample_nearest(label_map, np.array([[16.0, 0.0]]))
+    cub_eval.sample_nearest(label_map, np.array([[16.0, 0.0]]))
 
 
 def test_missing_files_are_one_line_errors(tmp_path, cmr_tree, official_tree):
@@ -244,9 +230,9 @@ def test_missing_files_are_one_line_errors(tmp_path, cmr_tree, official_tree):
       (lambda: cub_parts.read_train(str(tmp_path), "train"),
        r"cachedir/cub/data/train_cub_cleaned.mat not found; .*CMR"),
       (lambda: data_pipelines.load_source("cub_parts", split="train"), "no data directory"),
-      (lambda: list(cub_parts.keypoint_eval_samples(str(tmp_path))),
+      (lambda: list(cub_eval.keypoint_eval_samples(str(tmp_path))),
        r"images.txt not found; .*CUB_200_2011.tgz"),
-      (lambda: cub_parts.full_image_eval_samples(str(official_tree[0]),
+      (lambda: cub_eval.full_image_eval_samples(str(official_tree[0]),
                                                  str(tmp_path / "nothing")),
        r"nothing not found; masks_dir must hold the supervised"),
   ]

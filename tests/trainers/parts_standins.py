@@ -30,6 +30,21 @@ def _bird(rng):
   return image, mask.astype(np.uint8), (cx, cy)
 
 
+def write_cmr(root, split: str, records) -> None:
+  """CMR's {split}_cub_cleaned.mat: a 1 x N struct array `images` with nested bbox;
+  records are (rel_path, (x1, y1, x2, y2) 1-based, mask, parts [3, 15])."""
+  fields = [("rel_path", "O"), ("bbox", "O"), ("mask", "O"), ("parts", "O")]
+  table = np.zeros((1, len(records)), dtype=fields)
+  for i, (rel_path, bbox, mask, parts) in enumerate(records):
+    table[0, i]["rel_path"] = rel_path
+    table[0, i]["bbox"] = dict(zip(("x1", "y1", "x2", "y2"), map(float, bbox)))
+    table[0, i]["mask"] = mask
+    table[0, i]["parts"] = parts
+  path = root / cub_parts.CMR_ANNOTATIONS.format(split=split)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  scipy.io.savemat(path, {"images": table})
+
+
 def write_cub(root, num_images: int = 6, seed: int = 0):
   """CUB_200_2011 under ``root`` (images 1, 2 train, the rest test, boxes = whole image),
   cachedir/cub/data/{train,test}_cub_cleaned.mat and ``root/supervisedlabels``."""
@@ -57,23 +72,15 @@ def write_cub(root, num_images: int = 6, seed: int = 0):
       "".join(f"{i} 0.0 0.0 {WIDTH}.0 {HEIGHT}.0\n" for i in names))
   (root / "parts").mkdir(exist_ok=True)
   (root / cub_parts.PART_LOCS_FILE).write_text("".join(lines))
-  fields = [("rel_path", "O"), ("bbox", "O"), ("mask", "O"), ("parts", "O")]
-  for split, chosen in (("train", records), ("test", records[2:])):
-    table = np.zeros((1, len(chosen)), dtype=fields)
-    for i, (rel_path, bbox, mask, parts) in enumerate(chosen):
-      table[0, i]["rel_path"] = rel_path
-      table[0, i]["bbox"] = dict(zip(("x1", "y1", "x2", "y2"), map(float, bbox)))
-      table[0, i]["mask"] = mask
-      table[0, i]["parts"] = parts
-    path = root / cub_parts.CMR_ANNOTATIONS.format(split=split)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(path, {"images": table})
+  write_cmr(root, "train", records)
+  write_cmr(root, "test", records[2:])
   return root, masks_dir
 
 
 def write_deepfashion(root, num_train: int = 6, seed: int = 0):
   """The in-shop folder: Anno/segmentation/ images, *_segment.png maps and the split
-  json files (num_train training images, one query and one gallery image)."""
+  json files (num_train training images, one query and one gallery image), and the
+  supervised masks in ``root/supervisedlabels``."""
   rng = np.random.default_rng(seed)
   splits = {"train": [f"img_highres/WOMEN/Dresses/id_{i:08d}/01_1_front.jpg"
                       for i in range(num_train)],
@@ -92,4 +99,5 @@ def write_deepfashion(root, num_train: int = 6, seed: int = 0):
       _save(folder / name, image)
       _save(folder / name.replace(".jpg", "_segment.png"),
             deepfashion_parts.PART_COLOURS[labels].astype(np.uint8))
+      _save(root / "supervisedlabels" / (name + ".png"), (labels > 0).astype(np.uint8) * 255)
   return root

@@ -13,7 +13,7 @@ from PIL import Image
 from sklearn import metrics as sk_metrics
 
 from configs import unsup_parts_cub, unsup_parts_deepfashion
-from data_pipelines import cub_parts
+from data_pipelines import cub_eval
 from dti_jax import evaluate_parts, segment_parts
 from dti_jax.nets import deeplab_resnet
 from dti_jax.trainers import loop
@@ -44,7 +44,7 @@ def _cub_config(data_dir, masks_dir):
   config = unsup_parts_cub.get_config("smoke")
   with config.unlocked():
     config.data.data_dir = str(data_dir)
-    config.eval.cub_masks_dir = str(masks_dir)
+    config.eval.masks_dir = str(masks_dir)
     config.model.width = WIDTH
     config.model.num_parts = K
   return config
@@ -63,7 +63,7 @@ def _reference_keypoint_scores(weights, data_dir):
       node = node.setdefault(name, {})
     node[leaf] = value
   truth, predicted = [], []
-  for sample in cub_parts.keypoint_eval_samples(str(data_dir), "test"):
+  for sample in cub_eval.keypoint_eval_samples(str(data_dir), "test"):
     logits = np.asarray(model.apply(variables, sample["image"][None], train=False))[0]
     height, width = sample["image"].shape[:2]
 
@@ -124,7 +124,7 @@ def test_cub_smoke_config_trains_and_scores(cub_tree, tmp_path, fast_compile):
   config = unsup_parts_cub.get_config("smoke")
   with config.unlocked():
     config.data.data_dir = str(data_dir)
-    config.eval.cub_masks_dir = str(masks_dir)
+    config.eval.masks_dir = str(masks_dir)
     config.data.num_examples = 6
     config.train.num_steps = 1
     config.model.width = 4
@@ -142,5 +142,50 @@ def test_deepfashion_smoke_config_trains_and_scores(tmp_path, fast_compile):
     config.train.num_steps = 1
     config.model.width = 4
     config.eval.batch_size = 2
+    config.eval.masks_dir = str(root / "supervisedlabels")
   final = loop.train_and_evaluate(config, str(tmp_path / "df"), num_devices=1)
-  assert 0 <= final["fg_nmi"] <= 100
+  assert 0 <= final["fg_nmi"] <= 100 and 0 <= final["nmi_full"] <= 100
+
+
+def test_paper_configs_carry_the_released_hyper_parameters():
+  """The released config.yaml (spec 6-7), shared by CUB and DeepFashion."""
+  for get_config, steps in ((unsup_parts_cub.get_config, 60_000),
+                            (unsup_parts_deepfashion.get_config, 100_000)):
+    c = get_config()
+    assert (c.model.segmenter, c.model.num_parts, c.model.width) == ("deeplab", 4, 64)
+    assert (c.loss.w_feature, c.loss.w_visual, c.loss.w_contrastive, c.loss.w_equiv,
+            c.loss.w_concentration) == (5.0, 30.0, 2300.0, 5700.0, 0.0)
+    assert (c.loss.temperature, c.loss.feature_reduction) == (0.19, "sum")
+    assert (c.perceptual.kind, tuple(c.perceptual.tap_weights)) == ("vgg19", (0.33, 1.0))
+    assert (c.warp.sigma, c.warp.max_rotation_degrees, tuple(c.warp.scale_range),
+            c.warp.max_translation) == (0.01, 60.0, (0.7, 2.0), 0.1)
+    assert (c.jitter.brightness, c.jitter.contrast, c.jitter.saturation, c.jitter.hue,
+            c.jitter.p_jitter, c.jitter.p_grayscale) == (0.3, 0.3, 0.2, 0.2, 0.8, 0.2)
+    assert (c.optim.kind, c.optim.lr, c.optim.head_lr_multiplier, c.optim.momentum,
+            c.optim.weight_decay, c.optim.clip_norm, c.optim.poly_power,
+            c.optim.poly_total_steps) == ("sgd", 1e-5, 10.0, 0.9, 5e-4, 5.0, 0.9, 100_000)
+    assert (c.train.batch_size, c.train.num_steps, c.data.random_flip) == (6, steps, True)
+    assert not c.model.allow_random_init
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ({}, ValueError, "config.model.backbone_weights is empty"),
+    ({"model.backbone_weights": "missing.npz"}, FileNotFoundError,
+     "config.model.backbone_weights='missing.npz': no such file"),
+    ({"model.allow_random_init": True, "perceptual.weights": "vgg.npz"}, FileNotFoundError,
+     "config.perceptual.weights='vgg.npz': no such file"),
+    ({"data.data_dir": "/nonexistent/CUB_200_2011"}, FileNotFoundError, "/nonexistent"),
+])
+def test_bad_input_fails_in_one_line_before_writing(cub_tree, tmp_path, change, error,
+                                                    message):
+  config = unsup_parts_cub.get_config()
+  with config.unlocked():
+    config.data.data_dir = str(cub_tree[0])
+    for key, value in change.items():
+      section, name = key.split(".")
+      config[section][name] = value
+  workdir = tmp_path / "run"
+  with pytest.raises(error, match=message) as raised:
+    loop.train_and_evaluate(config, str(workdir), num_devices=1)
+  assert "\n" not in str(raised.value)
+  assert not workdir.exists()
