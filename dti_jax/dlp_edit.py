@@ -7,7 +7,11 @@
 
 The offline counterpart of the original's interactive demo: the image is encoded
 deterministically (z = mu, z_f = mu_f, eval-mode BN), the particle set is edited and
-decoded again. ``--move=INDEX:DX,DY`` (repeatable) moves foreground particle INDEX by DX
+decoded again. As the evaluator, it first re-estimates the BN running statistics at the
+checkpoint's weights on ``eval.bn_recalibration_batches`` training batches (the training
+EMAs lag the weights), loading the training data as the training loop does:
+``--data_dir`` where it has moved, ``--bn_recalibration_batches=0`` to keep the stored
+statistics. ``--move=INDEX:DX,DY`` (repeatable) moves foreground particle INDEX by DX
 pixels to the right and DY pixels down (the particle drawings' pixel convention:
 position (mu + 1) / 2 (S - 1)); ``--swap=INDEX:OTHER`` (repeatable) gives particle INDEX
 the appearance features of particle OTHER of ``--other_image``. The PNG shows, left to
@@ -34,6 +38,12 @@ _MOVE = flags.DEFINE_multi_string("move", [], "INDEX:DX,DY: move particle INDEX 
 _SWAP = flags.DEFINE_multi_string("swap", [], "INDEX:OTHER: particle INDEX takes the "
                                   "features of particle OTHER of --other_image.")
 _OUT = flags.DEFINE_string("out", "edited.png", "PNG to write.")
+_BN_BATCHES = flags.DEFINE_integer(
+    "bn_recalibration_batches", None, "Training batches the BN running statistics are "
+    "re-estimated on before encoding (default: the workdir's "
+    "eval.bn_recalibration_batches; 0: the stored training statistics).")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "The training data, where the workdir's "
+                                "config.data.data_dir no longer points to it.")
 
 
 def parse_move(text: str) -> tuple[int, float, float]:
@@ -114,6 +124,56 @@ def load_model(workdir: str):
   return config, restored[0], dlp.create_model(config)
 
 
+def recalibration_source(config, count: int, data_dir: str = ""):
+  """The training images the BN statistics are re-estimated on, None for 0 batches.
+
+  Rebuilt as the loop loads its training data (`loop.load_source`), only the first
+  ``count`` x batch images (image i does not depend on how many are loaded): the
+  evaluator's ``count`` batches. A one-line ValueError naming the flags to pass if they
+  cannot be read, before any model work.
+  """
+  # pylint: disable=import-outside-toplevel
+  import data_pipelines
+  from dti_jax.trainers import dlp, loop
+  if count < 0:
+    raise ValueError(f"--bn_recalibration_batches={count} must be >= 0")
+  if count == 0:
+    return None
+  batch_size = config.train.batch_size
+  needed = count * batch_size
+  limited = config.copy_and_resolve_references()
+  limited.data.num_examples = min(config.data.get("num_examples") or needed, needed)
+  if data_dir:
+    limited.data.data_dir = data_dir
+  side = dlp.input_side(config)
+  try:
+    source = loop.load_source(limited, config.data.split)
+    if source.image_shape != (side, side, 3):
+      raise ValueError(f"its images are {source.image_shape}, the model's {(side, side, 3)}")
+    if data_pipelines.num_train_batches(source, batch_size) == 0:
+      raise ValueError(f"{source.num_examples} images, fewer than config.train.batch_size="
+                       f"{batch_size}")
+  except (ValueError, OSError) as error:
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    raise ValueError(
+        f"cannot re-estimate the BN statistics on the training data "
+        f"({config.data.name}, data_dir={limited.data.data_dir!r}): {reason}; pass "
+        "--data_dir=<the training data>, or --bn_recalibration_batches=0 to decode with "
+        "the stored training statistics") from None
+  return source
+
+
+def recalibrated_state(config, state, source, count: int):
+  """``state`` with the BN running statistics the evaluator scores it with: re-estimated
+  (`dlp.recalibrate_batch_stats`) on ``count`` batches of ``source``
+  (`recalibration_source`; None: ``state`` as stored)."""
+  from dti_jax.trainers import dlp, dlp_evaluation  # pylint: disable=import-outside-toplevel
+  if source is None:
+    return state
+  batches = dlp_evaluation.recalibration_batches(source, config.train.batch_size, count)
+  return dlp.recalibrate_batch_stats(state, batches, config=config)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def encode(model, state, images):
   """Deterministic particles of [B, S, S, 3] images (eval-mode BN)."""
@@ -128,18 +188,26 @@ def decode(model, state, particles):
 
 
 def edit(workdir: str, image_path: str, out_path: str, moves, swaps,
-         other_image_path: str = "") -> dict:
+         other_image_path: str = "", bn_recalibration_batches: int | None = None,
+         data_dir: str = "") -> dict:
   """Encodes, edits, decodes and writes the picture; returns the decoded outputs
-  ('original' and 'edited') and the particles, as numpy."""
+  ('original' and 'edited') and the particles, as numpy. The BN statistics are
+  re-estimated on ``bn_recalibration_batches`` training batches (`recalibrated_state`;
+  None: the workdir's eval.bn_recalibration_batches), read from ``data_dir`` if given."""
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   from data_pipelines import files  # pylint: disable=import-outside-toplevel
   from dti_jax.metrics import keypoints  # pylint: disable=import-outside-toplevel
   from dti_jax.viz import grids, particles as particle_viz  # pylint: disable=import-outside-toplevel
-  _check_indices(moves, swaps, read_config(workdir).model.num_particles)
+  config = read_config(workdir)
+  _check_indices(moves, swaps, config.model.num_particles)
   if swaps and not other_image_path:
     raise ValueError("--swap needs --other_image")
+  if bn_recalibration_batches is None:
+    bn_recalibration_batches = config.eval.get("bn_recalibration_batches", 0)
+  source = recalibration_source(config, bn_recalibration_batches, data_dir)
   config, state, model = load_model(workdir)
+  state = recalibrated_state(config, state, source, bn_recalibration_batches)
   side = config.model.image_size
   shape = (side, side, 3)
   image = files.read_model_input(image_path, shape)[None]
@@ -175,7 +243,8 @@ def main(argv):
     swaps = [parse_swap(s) for s in _SWAP.value]
     if not moves and not swaps:
       raise ValueError("nothing to edit: pass --move=INDEX:DX,DY and/or --swap=INDEX:OTHER")
-    result = edit(_WORKDIR.value, _IMAGE.value, _OUT.value, moves, swaps, _OTHER_IMAGE.value)
+    result = edit(_WORKDIR.value, _IMAGE.value, _OUT.value, moves, swaps, _OTHER_IMAGE.value,
+                  bn_recalibration_batches=_BN_BATCHES.value, data_dir=_DATA_DIR.value)
   except (ValueError, FileNotFoundError, OSError) as error:
     sys.exit(f"error: {error}")
   for k, ((row, col), on) in enumerate(zip(result["positions"], result["presence"])):

@@ -10,11 +10,13 @@ train step per phase, learning-rate schedule and data order (the permutation of
 the held-out set and its object centroids, written by ``--write_npz`` where the data
 pipeline is installed). After every ``--eval_every_epochs`` epochs it scores the
 held-out set as the evaluator does (`keypoints.particle_scores`: clamped PSNR, recall
-and precision at eval.radii, deterministic encoding, eval-mode BN) and prints one JSON
-line with the epoch, the step, the seconds since start (compilation included) and the
-mean training-batch PSNR of the epoch (stochastic particles, unclamped: the quantity
-the original's notebook logs). It stops at the end of the schedule or the first epoch
-end past ``--time_limit`` seconds.
+and precision at eval.radii, deterministic encoding, eval-mode BN with the running
+statistics first re-estimated at the current weights on the evaluator's
+``eval.bn_recalibration_batches`` training batches, `dlp.recalibrate_batch_stats`;
+training goes on with its own EMAs) and prints one JSON line with the epoch, the step,
+the seconds since start (compilation included) and the mean training-batch PSNR of the
+epoch (stochastic particles, unclamped: the quantity the original's notebook logs). It
+stops at the end of the schedule or the first epoch end past ``--time_limit`` seconds.
 """
 
 import functools
@@ -52,6 +54,22 @@ def _write_npz(config, path: str) -> None:
   heldout = data_pipelines.load_source(d.name, num_examples=e.num_images, seed=e.heldout_seed)
   np.savez_compressed(path, images=train.images, heldout_images=heldout.images,
                       heldout_centres=shapes.object_centroids(heldout.masks))
+
+
+def _recalibration_batches(images, config, mesh):
+  """The evaluator's re-estimation batches of the training array: the first
+  ``eval.bn_recalibration_batches`` full batches in order, again from the start if there
+  are fewer."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  from dti_jax.trainers import partition  # pylint: disable=import-outside-toplevel
+  batch_size = config.train.batch_size
+  full_batches = len(images) // batch_size
+  count = config.eval.get("bn_recalibration_batches", 0) if full_batches else 0
+  for index in range(count):
+    start = index % full_batches * batch_size
+    chunk = images[start:start + batch_size].astype(np.float32) / 255.0
+    yield partition.to_global({"image": chunk}, mesh)["image"]
 
 
 def _evaluate(state, images, centres, *, config, deterministic_fn) -> dict:
@@ -120,7 +138,9 @@ def main(argv):
       epoch_psnr = []
       over_time = _TIME_LIMIT.value and time.perf_counter() - start > _TIME_LIMIT.value
       if epoch_done % _EVAL_EVERY.value == 0 or step == total_steps or over_time:
-        scores = _evaluate(state, heldout, centres, config=config,
+        scored = method.recalibrate_batch_stats(
+            state, _recalibration_batches(images, config, mesh), config=config)
+        scores = _evaluate(scored, heldout, centres, config=config,
                            deterministic_fn=deterministic_fn)
         record = {"epoch": epoch_done, "step": step, "phase": stage,
                   "seconds": round(time.perf_counter() - start, 1),

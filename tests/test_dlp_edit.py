@@ -3,6 +3,7 @@ pixels and nothing else changes; a swapped particle decodes the other image's gl
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 
 from configs import dlp_shapes
 import data_pipelines
+from data_pipelines import files
 from dti_jax import dlp_edit
 from dti_jax.trainers import checkpointing, dlp, workdir as workdir_lib
 from dti_jax.viz import grids
@@ -27,6 +29,8 @@ def workdir(tmp_path_factory):
   config.model.prior_channels = (4, 8, 16)
   config.model.num_particles = 4
   config.model.num_prior = 6
+  config.train.batch_size = 4           # batches of the BN re-estimation (its own tests)
+  config.eval.bn_recalibration_batches = 0   # the stored statistics, calibrated below
   path = str(tmp_path_factory.mktemp("dlp_edit"))
   scene = data_pipelines.load_source("dlp_shapes_procedural", num_examples=1, seed=3).images[0]
   scene = scene.astype(np.float32) / 255.0
@@ -139,3 +143,53 @@ def test_not_a_dlp_workdir(tmp_path):
     json.dump({"method": "dti_clustering"}, f)
   with pytest.raises(ValueError, match="holds a 'dti_clustering' model, not a DLP one"):
     dlp_edit.load_model(str(tmp_path))
+
+
+@pytest.mark.usefixtures("fast_compile")
+def test_edit_decodes_with_re_estimated_statistics(workdir, tmp_path):
+  """The tool decodes with the statistics `dlp.recalibrate_batch_stats` re-estimates on the
+  first training batches in order, not with the stored ones."""
+  image, count = os.path.join(workdir, "scene0.png"), 2
+  out = dlp_edit.edit(workdir, image, str(tmp_path / "r.png"), moves=[], swaps=[],
+                      bn_recalibration_batches=count)
+  config, stored, model = dlp_edit.load_model(workdir)
+  size = config.train.batch_size
+  train = data_pipelines.load_source(config.data.name, num_examples=count * size).images
+  batches = train.reshape((count, size) + train.shape[1:]).astype(np.float32) / 255.0
+  scene = files.read_model_input(image, (64, 64, 3))[None]
+
+  def reconstruction(state):
+    particles = dlp_edit.encode(model, state, scene)
+    return jax.device_get(dlp_edit.decode(model, state, particles))["reconstruction"]
+
+  recalibrated = out["original"]["reconstruction"]
+  expected = reconstruction(dlp.recalibrate_batch_stats(stored, batches, config=config))
+  np.testing.assert_allclose(recalibrated, expected, rtol=1e-5, atol=1e-6)
+  assert np.abs(recalibrated - reconstruction(stored)).max() > 1e-3
+
+
+def test_unreadable_training_data_is_a_one_line_error(workdir, tmp_path):
+  """No silent fall-back to the stored statistics: the error names the flags to pass."""
+  moved = str(tmp_path / "moved")
+  shutil.copytree(workdir, moved)
+  with open(os.path.join(moved, "config.json")) as f:
+    config = json.load(f)
+  config["data"].update(name="array_file", data_dir=str(tmp_path / "gone.npy"))
+  config["eval"]["bn_recalibration_batches"] = 2
+  with open(os.path.join(moved, "config.json"), "w") as f:
+    json.dump(config, f)
+  image = os.path.join(moved, "scene0.png")
+  with pytest.raises(ValueError, match=r"^cannot re-estimate the BN statistics on the "
+                     r"training data \(array_file, .*--data_dir=<the training data>, or "
+                     r"--bn_recalibration_batches=0") as error:
+    dlp_edit.edit(moved, image, str(tmp_path / "f.png"), moves=[], swaps=[])
+  assert "\n" not in str(error.value) and not (tmp_path / "f.png").exists()
+  dlp_edit.edit(moved, image, str(tmp_path / "s.png"), moves=[], swaps=[],
+                bn_recalibration_batches=0)
+  assert (tmp_path / "s.png").exists()
+  # --data_dir: the same first training images from another place.
+  train = data_pipelines.load_source("dlp_shapes_procedural", num_examples=8).images
+  np.save(tmp_path / "elsewhere.npy", train)
+  source = dlp_edit.recalibration_source(dlp_edit.read_config(moved), 2,
+                                         data_dir=str(tmp_path / "elsewhere.npy"))
+  np.testing.assert_array_equal(source.images, train)

@@ -9,7 +9,9 @@ training objective with sampled particles and the background particle in the
 Chamfer-KL, lower is better) over the full batches. The procedural shapes are scored
 on a held-out draw (``eval.heldout_seed``), CelebA on the first MAFL test faces (none is
 in its training split), other data on the first images of split ``eval.split`` (e.g.
-"eval": the validation frames), else of the training data.
+"eval": the validation frames), else of the training data. Eval mode first re-estimates
+the BN running statistics at the current weights on ``eval.bn_recalibration_batches``
+training batches (`dlp.recalibrate_batch_stats`; 0: the training EMAs).
 
 With ``eval.mafl`` (CelebA, spec 6.2) the scores add the MAFL landmark regressions
 mafl_error_mu, mafl_error_mu_logvar and mafl_error_all (%, `dti_jax.metrics.mafl`):
@@ -22,7 +24,7 @@ import dataclasses
 import functools
 import json
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import numpy as np
@@ -74,6 +76,25 @@ def mafl_sources(config) -> tuple[data_pipelines.ArraySource, data_pipelines.Arr
                      f"not {config.data.name!r}")
   return (_celeba(config, "mafl_train", e.get("mafl_train_size", 0)),
           _celeba(config, "mafl_test", e.get("mafl_test_size", 0)))
+
+
+def recalibration_batches(source: data_pipelines.ArraySource, batch_size: int,
+                          count: int) -> Iterator[np.ndarray]:
+  """This process's rows of the ``count`` global batches the BN statistics are
+  re-estimated on: full training batches in dataset order, again from the start if there
+  are fewer (none without a full one), float32 in [0, 1]."""
+  done = 0
+  while done < count:
+    full_batches = 0
+    for host_batch in data_pipelines.eval_batches(
+        source, global_batch_size=batch_size, process_index=jax.process_index(),
+        process_count=jax.process_count()):
+      if done == count or not host_batch["_mask"].all():
+        break
+      yield host_batch["image"]
+      done, full_batches = done + 1, full_batches + 1
+    if not full_batches:
+      break
 
 
 class DLPEvaluator:
@@ -151,37 +172,20 @@ class DLPEvaluator:
                             self.encodings(state, test), test.landmarks)
 
   def recalibrated(self, state):
-    """``state`` with BN running statistics re-estimated at its weights.
-
-    The convolutions start at N(0, 0.01^2) and Adam moves them by about lr per step, a
-    large relative change, so the training EMAs (momentum 0.1) lag the weights and
-    eval-mode outputs drift (measured: held-out PSNR 16.7 dB with the training
-    statistics against 22.3 dB re-estimated, shapes ``:cpu`` after 1,500 steps).
-    ``eval.bn_recalibration_batches`` training batches (in order, cycling, no gradient,
-    weights fixed) update the statistics as training does; 0 keeps the training EMAs.
-    """
+    """``state`` with BN running statistics re-estimated at its weights
+    (`dlp.recalibrate_batch_stats`) on ``eval.bn_recalibration_batches`` training
+    batches (`recalibration_batches`), once per step; 0 keeps the training EMAs."""
     count = self.config.eval.get("bn_recalibration_batches", 0)
-    source = self.training_source
-    if not count or source is None:
+    if not count or self.training_source is None:
       return state
     step = int(state.step)
     if self._recalibrated[0] == step:
       return self._recalibrated[1]
-    batch_stats, done = state.batch_stats, 0
-    while done < count:  # the training images in order, again if there are fewer batches
-      full_batches = 0
-      for host_batch in data_pipelines.eval_batches(
-          source, global_batch_size=self.config.train.batch_size,
-          process_index=jax.process_index(), process_count=jax.process_count()):
-        if done == count or not host_batch["_mask"].all():
-          break
-        batch = partition.to_global({"image": host_batch["image"]}, self.mesh)
-        batch_stats = self._update_statistics(state.replace(batch_stats=batch_stats),
-                                              batch["image"], jax.random.key(done))
-        done, full_batches = done + 1, full_batches + 1
-      if not full_batches:
-        break
-    recalibrated = state.replace(batch_stats=batch_stats)
+    batches = (partition.to_global({"image": images}, self.mesh)["image"]
+               for images in recalibration_batches(self.training_source,
+                                                   self.config.train.batch_size, count))
+    recalibrated = dlp.recalibrate_batch_stats(state, batches, config=self.config,
+                                               update_fn=self._update_statistics)
     self._recalibrated = (step, recalibrated)
     return recalibrated
 

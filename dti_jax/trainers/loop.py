@@ -43,7 +43,9 @@ def _method(config: ml_collections.ConfigDict):
   return METHODS[config.method]
 
 
-def _load_source(config: ml_collections.ConfigDict, split: str) -> data_pipelines.ArraySource:
+def load_source(config: ml_collections.ConfigDict, split: str) -> data_pipelines.ArraySource:
+  """The configured data's ``split`` as the loop trains on it (and tools that need the
+  training images of a workdir rebuild it)."""
   return data_pipelines.load_source(config.data.name, data_dir=config.data.data_dir or None,
                                     split=split, image_size=config.data.image_size or None,
                                     num_examples=config.data.get("num_examples") or None)
@@ -66,7 +68,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if config.get("method") == "linear_probe":  # frozen DeepCluster network + linear layer
     return linear_probe.train_and_evaluate(config, workdir, num_devices)
   method = _method(config)
-  source = _load_source(config, config.data.split)
+  source = load_source(config, config.data.split)
   method.validate(config, source.image_shape)
   mesh = partition.create_mesh(num_devices)
   batch_size = config.train.batch_size
@@ -127,7 +129,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   final_stage = method.stage_at(config, max(final_step - 1, 0), steps_per_epoch)
   final_source = source
   if config.data.final_eval_split and config.data.final_eval_split != config.data.split:
-    final_source = _load_source(config, config.data.final_eval_split)
+    final_source = load_source(config, config.data.final_eval_split)
   final = evaluation_lib.final_evaluation(evaluator, state, final_stage, final_source, writer,
                                           workdir)
   reporting.console(f"final ({progress.elapsed_minutes():.1f} min): "
