@@ -22,8 +22,6 @@ test faces (``eval.mafl_test_size``, 0: all 1,000).
 
 import dataclasses
 import functools
-import json
-import os
 from typing import Any, Iterator
 
 import jax
@@ -264,16 +262,6 @@ def create_evaluator(config, method, mesh, source) -> DLPEvaluator:  # pylint: d
 
 def final_evaluation(evaluator: DLPEvaluator, state, stage, source, writer,
                      workdir: str) -> dict[str, Any]:
-  """Scores the held-out images; writes summaries, the picture PNG and final_scores.json."""
+  """Scores the held-out images; writes summaries, the pictures and final_scores.json."""
   del source
-  final = evaluator.scores(state, stage)
-  images = evaluator.images(state, stage)
-  step = int(state.step)
-  evaluation.write_eval(writer, step, "final", final, images)
-  evaluation.save_frame(workdir, step, images)
-  if jax.process_index() == 0:
-    for name, picture in images.items():
-      grids.save_png(os.path.join(workdir, f"{name}.png"), picture)
-    with open(os.path.join(workdir, "final_scores.json"), "w") as f:
-      json.dump(final, f, indent=1)
-  return final
+  return evaluation.write_final(evaluator, state, stage, writer, workdir)

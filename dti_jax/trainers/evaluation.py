@@ -167,6 +167,23 @@ def save_frame(workdir: str, step: int, images: dict[str, np.ndarray]) -> None:
     grids.save_png(os.path.join(folder, f"{name}_{step:08d}.png"), image)
 
 
+def write_final(evaluator, state, stage, writer, workdir: str) -> dict[str, Any]:
+  """The held-out evaluation at the end of a run (DLP, part discovery): scores and
+  pictures to TensorBoard, the pictures as PNG frames and in the workdir, and
+  final_scores.json; returns the scores."""
+  final = evaluator.scores(state, stage)
+  images = evaluator.images(state, stage)
+  step = int(state.step)
+  write_eval(writer, step, "final", final, images)
+  save_frame(workdir, step, images)
+  if jax.process_index() == 0:
+    for name, picture in images.items():
+      grids.save_png(os.path.join(workdir, f"{name}.png"), picture)
+    with open(os.path.join(workdir, "final_scores.json"), "w") as f:
+      json.dump(final, f, indent=1)
+  return final
+
+
 def evolution_gifs(workdir: str, names=("prototypes", "transformed_prototypes")) -> None:
   """<name>.gif from the saved frames of each picture name, in step order."""
   from PIL import Image

@@ -10,8 +10,6 @@ visible keypoint of the official test split (`dti_jax.trainers.parts_cub`).
 """
 
 import functools
-import json
-import os
 from typing import Any
 
 import jax
@@ -188,18 +186,8 @@ def create_evaluator(config, method, mesh, source):  # pylint: disable=unused-ar
   return PartsEvaluator(config, mesh, heldout_source(config, source), training_source=source)
 
 
-def final_evaluation(evaluator, state, stage, source, writer, workdir: str) -> dict[str, Any]:
-  """Scores the held-out images; writes summaries, the PNGs and final_scores.json."""
+def final_evaluation(evaluator, state, stage, source, writer,
+                     workdir: str) -> dict[str, Any]:
+  """Scores the held-out images; writes summaries, the pictures and final_scores.json."""
   del source
-  final = evaluator.scores(state, stage)
-  images = evaluator.images(state, stage)
-  step = int(state.step)
-  evaluation.write_eval(writer, step, "final", final, images)
-  evaluation.save_frame(workdir, step, images)
-  if jax.process_index() == 0:
-    for name, picture in images.items():
-      grids.save_png(os.path.join(workdir, f"{name}.png"), picture)
-    with open(os.path.join(workdir, "final_scores.json"), "w") as f:
-      json.dump(final, f, indent=1)
-  return final
-
+  return evaluation.write_final(evaluator, state, stage, writer, workdir)
