@@ -92,13 +92,18 @@ def test_infer_assigns_new_images_and_reports_unreadable_ones(trained, tmp_path)
   assert scores["proportions"][int(rows[0]["cluster"])] > 0
 
 
-def test_multi_run_table_has_mean_std_and_lowest_loss_rows():
+def test_multi_run_table_has_mean_std_median_and_lowest_loss_rows():
   results = {1: {"acc": 0.9, "nmi": 0.8, "ari": 0.7, "loss": 0.02},
              2: {"acc": 0.7, "nmi": 0.6, "ari": 0.5, "loss": 0.01}}
   table = multi_run.markdown_table(results).splitlines()
   assert table[0] == "| run | acc | nmi | ari | loss |"
   assert table[4] == "| mean ± std | 80.0 ± 10.0 | 70.0 ± 10.0 | 60.0 ± 10.0 | 0.0150 ± 0.0050 |"
-  assert table[5].startswith("| lowest loss (seed 2) | 70.0 |")
+  assert table[5] == "| median | 80.0 | 70.0 | 60.0 | 0.0150 |"
+  assert table[6].startswith("| lowest loss (seed 2) | 70.0 |")
+  parts = {0: {"fg_nmi": 48.0, "fg_ari": 40.0}, 1: {"fg_nmi": 50.0, "fg_ari": 44.0},
+           2: {"fg_nmi": 49.5, "fg_ari": 41.5}}
+  table = multi_run.markdown_table(parts).splitlines()   # part scores are stored in %
+  assert table[0] == "| run | fg_nmi | fg_ari |" and table[6] == "| median | 49.5 | 41.5 |"
 
 
 def test_multi_run_trains_each_seed(tmp_path):
