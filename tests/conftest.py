@@ -4,6 +4,7 @@ tests start, so that a computation compiled once (a resumed run, a rerun) loads 
 of compiling again."""
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -24,10 +25,27 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+@contextlib.contextmanager
+def _most_optimizations_disabled():
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
 @pytest.fixture
 def fast_compile():
   """XLA without most optimisations: compiling a DLP step, which dominates those tests on
   a CPU, takes about half the time (the tiny computations run slower, which is cheap)."""
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", False)
+  with _most_optimizations_disabled():
+    yield
+
+
+@pytest.fixture(scope="module")
+def fast_compile_module():
+  """``fast_compile`` for the whole module: for a module-scoped fixture that trains once
+  for several tests (request it first, so that it is on before that fixture compiles)."""
+  with _most_optimizations_disabled():
+    yield

@@ -1,6 +1,7 @@
 """DLP in the shared loop: phases from the step, a short run that writes its scores and
 pictures, and one-line config errors."""
 
+import functools
 import json
 
 import jax
@@ -49,6 +50,7 @@ def test_short_run_scores_held_out_scenes(tmp_path):
   config.train.warmup_epochs = 0        # one phase: one compiled step
   config.eval.num_images = 16
   config.eval.batch_size = 8
+  config.eval.bn_recalibration_batches = 1   # it runs; its effect is tested below
   scores = loop.train_and_evaluate(config, str(tmp_path), num_devices=1)
   assert {"psnr", "elbo", "recall_4px", "random_recall_4px", "recall_active_4px",
           "precision_active_4px", "active_particles"} <= set(scores)
@@ -78,13 +80,28 @@ def _small_32px():
   return config
 
 
+@pytest.fixture(scope="module")
+def small_state():
+  """The 32 px model's initial state (key 0), built once for the tests below (its arrays
+  are immutable: each test starts from the same state). Jitted without most XLA
+  optimisations, it takes a fifth of the time of an op-by-op init."""
+  config = _small_32px()
+  create = jax.jit(lambda key: dlp.create_state(config, key, dlp.init_arrays(config, None)))
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  try:
+    return create(jax.random.key(0))
+  finally:
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
 @pytest.mark.usefixtures("fast_compile")
-def test_warmup_step_leaves_the_background_branch_and_its_adam_state():
+def test_warmup_step_leaves_the_background_branch_and_its_adam_state(small_state):
   """PyTorch's Adam skips parameters without a gradient: in the warm-up the background
   branch (PointNet, background decoder) neither moves nor counts a step."""
   config = _small_32px()
   images = _batch(8)["image"][:, ::2, ::2]
-  state = dlp.create_state(config, jax.random.key(0), dlp.init_arrays(config, None))
+  state = small_state
   new, _ = jax.jit(dlp.step_function(config, "warmup", 10))(state, {"image": images})
   for name in state.params:
     count = int(new.opt_states[name].count)
@@ -97,7 +114,7 @@ def test_warmup_step_leaves_the_background_branch_and_its_adam_state():
 
 
 @pytest.mark.usefixtures("fast_compile")
-def test_train_step_on_four_devices_matches_one_device():
+def test_train_step_on_four_devices_matches_one_device(small_state):
   """The batch sharded over 4 emulated devices gives the single-device step.
 
   Every patch is a prior proposal (num_prior = 16 patches), so no top-M choice between
@@ -110,8 +127,7 @@ def test_train_step_on_four_devices_matches_one_device():
   for n in (1, 4):
     mesh = partition.create_mesh(n)
     repl, data = partition.replicated(mesh), partition.data_sharding(mesh)
-    state = jax.jit(lambda key: dlp.create_state(config, key, dlp.init_arrays(config, None)),
-                    out_shardings=repl)(jax.random.key(0))
+    state = jax.device_put(small_state, repl)
     step = jax.jit(dlp.step_function(config, "normal", 10), in_shardings=(repl, data),
                    out_shardings=(repl, repl))
     state, metrics = step(state, {"image": jax.device_put(images, data)})
@@ -128,7 +144,8 @@ def test_train_step_on_four_devices_matches_one_device():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4), s1, s4)
 
 
-def test_recalibrated_statistics_make_eval_mode_match_train_mode():
+@pytest.mark.usefixtures("fast_compile")
+def test_recalibrated_statistics_make_eval_mode_match_train_mode(small_state):
   """Re-estimated on one batch, the BN running statistics give eval-mode outputs equal to
   the train-mode (batch statistics) outputs of that batch."""
   config = _small_32px()
@@ -139,20 +156,24 @@ def test_recalibrated_statistics_make_eval_mode_match_train_mode():
                                       labels=np.full(8, -1, np.int32), num_classes=None)
   mesh = partition.create_mesh(1)
   evaluator = dlp_evaluation.DLPEvaluator(config, mesh, source, training_source=source)
-  state = dlp.create_state(config, jax.random.key(0), dlp.init_arrays(config, None))
   # Statistics far from the batch's (at init the activations are ~1e-3 and the initial
   # variance 1 would need hundreds of updates to fade).
-  state = state.replace(batch_stats=jax.tree.map(jnp.zeros_like, state.batch_stats))
+  state = small_state.replace(
+      batch_stats=jax.tree.map(jnp.zeros_like, small_state.batch_stats))
   recalibrated = evaluator.recalibrated(state)
   assert evaluator.recalibrated(state) is recalibrated        # once per step
   x = source.images.astype(np.float32) / 255.0
   model = dlp.create_model(config)
 
-  def positions(train, batch_stats):
-    out = model.apply({"params": state.params, "batch_stats": batch_stats}, x, x,
+  @functools.partial(jax.jit, static_argnums=0)   # one compile per mode
+  def mu(train, params, batch_stats, images):
+    out = model.apply({"params": params, "batch_stats": batch_stats}, images, images,
                       train=train, phase="normal", deterministic=True,
                       rngs={"sample": jax.random.key(0)}, mutable=["batch_stats"])[0]
-    return np.asarray(out["mu"])
+    return out["mu"]
+
+  def positions(train, batch_stats):
+    return np.asarray(mu(train, state.params, batch_stats, x))
 
   reference = positions(True, state.batch_stats)
   error = np.abs(positions(False, recalibrated.batch_stats) - reference).max()

@@ -66,6 +66,7 @@ def test_cpu_variant_trains_a_step_on_a_frame_file(name, tmp_path):
   config.train.warmup_epochs = 0            # one phase: one compiled step
   config.eval.num_images = 4
   config.eval.batch_size = 4
+  config.eval.bn_recalibration_batches = 1  # the re-estimation runs (test_dlp.py checks it)
   scores = loop.train_and_evaluate(config, str(tmp_path / "run"), num_devices=1)
   assert np.isfinite(scores["elbo"]) and np.isfinite(scores["psnr"])
   with open(tmp_path / "run" / "final_scores.json") as f:

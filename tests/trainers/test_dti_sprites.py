@@ -45,6 +45,7 @@ STEPPED = ("tetrominoes:procedural", "gtsrb8")
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.usefixtures("fast_compile")
 def test_every_config_validates_and_takes_a_training_step(name):
   config, shape = _config(name), CONFIGS[name]
   trainer.validate(config, shape)
@@ -100,6 +101,7 @@ def test_stage_follows_freeze_and_curriculum_epochs():
   assert not trainer.reassign_allowed(trainer.Stage(1, 1, True))
 
 
+@pytest.mark.usefixtures("fast_compile")
 def test_frozen_sprites_get_no_adam_state_and_heads_of_inactive_modules_stay_at_init():
   config = _config("multi_dsprites")
   shape = CONFIGS["multi_dsprites"]
@@ -116,15 +118,28 @@ def test_frozen_sprites_get_no_adam_state_and_heads_of_inactive_modules_stay_at_
   assert counts and all(c == config.optim.encoder_updates_per_step for c in counts)
 
 
+@pytest.mark.usefixtures("fast_compile")
 def test_reassignment_copies_the_most_used_sprite_with_its_heads_and_moments():
+  """The under-used sprite becomes a copy of the most used one: mask, prototype (plus
+  noise), every sprite head and the mask and head Adam moments; other rows stay."""
   config = _config("multi_dsprites")                   # 3 sprites + empty, 5 layers
   shape = CONFIGS["multi_dsprites"]
   state = _state(config, shape)
-  stage = _late_stage(config)
-  state, _ = jax.jit(trainer.step_function(config, stage, 1))(state, {"image": _images(shape, 2)})
+  # Distinct values in every row of the sprites, their heads and all Adam moments (as
+  # after training steps, without compiling one), so that a copy of a wrong row shows.
+  rng = np.random.default_rng(3)
+  randomize = lambda tree: jax.tree.map(
+      lambda x: jnp.asarray(rng.normal(size=x.shape), x.dtype)
+      if x.ndim > 0 and jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+  predictor = {name: (randomize(tree) if name.startswith("head_sprite_") else tree)
+               for name, tree in state.params["predictor"].items()}
+  state = state.replace(
+      params=dict(state.params, sprites=randomize(state.params["sprites"]), predictor=predictor),
+      opt_states=randomize(state.opt_states))
   usage = jnp.tile(jnp.array([0.5, 0.01, 0.3, 0.19]), (5, 1))   # sprite 1 under 0.2/3 relative
   state = state.replace(usage_sum=usage * 4, usage_batches=jnp.array(4.0))
-  new, moved = trainer.reassign_clusters(state, jax.random.key(0), config=config)
+  new, moved = jax.jit(functools.partial(trainer.reassign_clusters, config=config))(
+      state, jax.random.key(0))
   assert int(moved) == 1
   old_p, new_p = state.params, new.params
   np.testing.assert_array_equal(new_p["sprites"]["masks"][1], old_p["sprites"]["masks"][0])
@@ -141,6 +156,7 @@ def test_reassignment_copies_the_most_used_sprite_with_its_heads_and_moments():
   assert float(new.usage_batches) == 0
 
 
+@pytest.mark.usefixtures("fast_compile")
 def test_train_step_on_eight_devices_matches_one_device():
   config = _config("tetrominoes:procedural")
   shape = CONFIGS["tetrominoes"]

@@ -107,10 +107,17 @@ def _uninterrupted(tmp_path_factory, seed):
   return _UNINTERRUPTED[seed]
 
 
-def _killed_five_times(workdir, seed, env):
-  """Kills the run at 5 points (inside the identity phase, next to a checkpoint, after a
-  reassignment, at the curriculum switch, near the end), then lets a rerun finish."""
-  for kill_step in (4 + seed, 13, 21 + seed, 28, 47 - seed):
+# Seed 0 moves a cluster at the checks of steps 20 and 40. SIGKILL: in the identity phase
+# before the first checkpoint (the rerun starts over in a used workdir); just after the
+# reassignment of step 20 (resumed from its checkpoint); at the curriculum switch (resumed
+# in the identity phase, switching on the way); on the checkpoint of step 45, after the
+# second reassignment (killed while it is written or just after).
+KILL_STEPS = (4, 21, 28, 45)
+
+
+def _killed_repeatedly(workdir, seed, env):
+  """Kills the run at each of ``KILL_STEPS``, then lets a rerun finish."""
+  for kill_step in KILL_STEPS:
     code, _ = _run_until(_command(workdir, seed), env, kill_step, signal.SIGKILL)
     assert code == -signal.SIGKILL
   return subprocess.run(_command(workdir, seed), cwd=REPO, env=env, capture_output=True,
@@ -132,21 +139,21 @@ def _stopped_by_signals(workdir, env):
 
 
 def test_killed_and_signalled_runs_resume_bit_identical(tmp_path, tmp_path_factory, env):
-  seeds = (0, 1, 2)
-  # The runs overlap: one waits on imports while another computes.
-  with concurrent.futures.ThreadPoolExecutor(len(seeds) + 1) as pool:
+  """A run SIGKILLed at four steps and one stopped by SIGTERM then SIGINT, each rerun to
+  the end, end bit-identical to an uninterrupted run of the same seed."""
+  # The two runs overlap: one waits on imports while the other computes.
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
     signalled = pool.submit(_stopped_by_signals, tmp_path / "signalled", env)
-    results = list(pool.map(lambda seed: _killed_five_times(tmp_path / f"run{seed}", seed, env),
-                            seeds))
+    killed = pool.submit(_killed_repeatedly, tmp_path / "killed", 0, env)
+    result = killed.result()
     stops, final = signalled.result()
-  # SIGKILL at five steps for each seed, then a rerun to the end: bit-identical.
-  for seed, result in zip(seeds, results):
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "resumed from" in result.stdout
-    state, meta = _final_params(tmp_path / f"run{seed}", _config(seed))
-    straight_state, straight_meta = _uninterrupted(tmp_path_factory, seed)
-    assert meta["step"] == straight_meta["step"] == STEPS
-    _assert_bit_identical(state, straight_state)
+  straight_state, straight_meta = _uninterrupted(tmp_path_factory, 0)
+  # SIGKILL at every kill step, then a rerun to the end: bit-identical.
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+  assert "resumed from" in result.stdout
+  state, meta = _final_params(tmp_path / "killed", _config(0))
+  assert meta["step"] == straight_meta["step"] == STEPS
+  _assert_bit_identical(state, straight_state)
   # SIGTERM / SIGINT: exit 0, a checkpoint of the step reached, TensorBoard flushed.
   for sig, stop_step, code, line, checkpoints, event_bytes, output in stops:
     assert code == 0, output[-2000:]
@@ -157,7 +164,7 @@ def test_killed_and_signalled_runs_resume_bit_identical(tmp_path, tmp_path_facto
   assert final.returncode == 0, final.stderr[-2000:]
   assert f"at step {stopped_at}" in final.stdout
   state, _ = _final_params(tmp_path / "signalled", _config(0))
-  _assert_bit_identical(state, _uninterrupted(tmp_path_factory, 0)[0])
+  _assert_bit_identical(state, straight_state)
 
 
 def _corrupt(directory):

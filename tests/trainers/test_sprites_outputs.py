@@ -16,6 +16,9 @@ from dti_jax.trainers import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# XLA with most optimisations off: the runs compile in about half the time.
+pytestmark = pytest.mark.usefixtures("fast_compile_module")
+
 
 def _short_config(epochs=2):
   config = tetrominoes.get_config("procedural")
@@ -32,7 +35,8 @@ def _short_config(epochs=2):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(fast_compile_module, tmp_path_factory):
+  del fast_compile_module  # on before the run compiles, and for the module's other tests
   workdir = tmp_path_factory.mktemp("tetro")
   final = loop.train_and_evaluate(_short_config(), str(workdir), num_devices=1)
   return workdir, final
