@@ -38,6 +38,10 @@ TRAIN_WEIGHTS = jnp.array(
     [LOSS["beta_rec"], LOSS["beta_kl"], LOSS["beta_kl"] * LOSS["kl_balance"], 0.0])
 
 
+# XLA with most optimisations off: the gradients compile in about half the time.
+pytestmark = pytest.mark.usefixtures("fast_compile_module")
+
+
 def _key(seed):
   return jax.random.key(seed, impl="rbg")
 
@@ -103,9 +107,10 @@ def _term_grads(weighted_grad, variables, x, key, phase, names=TERMS):
 
 
 @pytest.fixture(scope="module")
-def small(shapes_batch):
+def small(fast_compile_module, shapes_batch):
   """Model, variables, init outputs and `_weighted_grad` for the small config; every
   small-config test uses the same batch, so each phase compiles once."""
+  del fast_compile_module  # on before the init compiles
   model = dlp.DLP(**SMALL)
   outputs, variables = _init(model, shapes_batch)
   return model, variables, outputs, _weighted_grad(model)

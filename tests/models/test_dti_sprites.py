@@ -128,8 +128,10 @@ def test_decompose_selects_and_backpropagates_to_the_chosen_sprite_only():
   targets = np.zeros((2, 8, 8, 3), np.float32)
   targets[0, 2:6, 2:6] = np.asarray(stacks[1, 0, 0, :3])
   targets[1, 2:6, 2:6] = np.asarray(stacks[2, 0, 0, :3])
-  out = decomposition.decompose(spec, stage, {"sprites": sprites}, _zero_heads(2, 2),
-                                jnp.asarray(targets), train=False)
+  # Jitted: one compilation each instead of one per operation.
+  out = jax.jit(lambda params, images: decomposition.decompose(
+      spec, stage, params, _zero_heads(2, 2), images, train=False))(
+          {"sprites": sprites}, jnp.asarray(targets))
   np.testing.assert_array_equal(np.argmax(out["selection"][:, 0], axis=1), [1, 2])
   np.testing.assert_allclose(out["reconstruction"], targets, atol=2e-3)
 
@@ -138,13 +140,13 @@ def test_decompose_selects_and_backpropagates_to_the_chosen_sprite_only():
     out = decomposition.decompose(spec, stage, params, _zero_heads(2, 2),
                                   jnp.asarray(targets) + 0.05, train=False)
     return jnp.mean((out["reconstruction"] - targets - 0.05) ** 2)
-  grads = np.asarray(jax.grad(loss)(sprites["prototypes"]))
+  grads = np.asarray(jax.jit(jax.grad(loss))(sprites["prototypes"]))
   assert np.abs(grads[0]).max() == 0.0 and np.abs(grads[1]).max() > 0 and np.abs(grads[2]).max() > 0
   # Frozen sprites get no gradient at all.
   frozen = decomposition.Stage(1, 1, True)
-  grads = jax.grad(lambda p: jnp.mean(decomposition.decompose(
+  grads = jax.jit(jax.grad(lambda p: jnp.mean(decomposition.decompose(
       spec, frozen, {"sprites": dict(sprites, prototypes=p)}, _zero_heads(2, 2),
-      jnp.asarray(targets), train=False)["errors"]))(sprites["prototypes"])
+      jnp.asarray(targets), train=False)["errors"])))(sprites["prototypes"])
   assert np.abs(np.asarray(grads)).max() == 0.0
 
 
@@ -205,13 +207,16 @@ def test_layer_labels_take_the_front_most_covering_layer():
 def test_separable_placement_equals_the_bilinear_gather():
   from dti_jax.transforms import placement
   image = jax.random.uniform(jax.random.key(1), (24, 24, 5))
+  # Jitted: one compilation each instead of one per operation.
+  separable = jax.jit(lambda b: placement.place_with_position(image, b, 35, 35))
+  gather = jax.jit(lambda b: placement.warp_to_canvas(image, placement.position_matrix(b),
+                                                      35, 35))
   for beta in ([0.0, 0.0, 0.0], [-0.7, 0.31, -0.55], [0.4, -1.2, 0.9]):
     beta = jnp.asarray(beta)
-    expected = placement.warp_to_canvas(image, placement.position_matrix(beta), 35, 35)
-    np.testing.assert_allclose(placement.place_with_position(image, beta, 35, 35), expected,
-                               atol=1e-5)
-  grad = jax.grad(lambda b: jnp.sum(placement.place_with_position(image, b, 35, 35) ** 2))
-  reference = jax.grad(lambda b: jnp.sum(placement.warp_to_canvas(
-      image, placement.position_matrix(b), 35, 35) ** 2))
+    np.testing.assert_allclose(separable(beta), gather(beta), atol=1e-5)
+  grad = jax.jit(jax.grad(lambda b: jnp.sum(placement.place_with_position(image, b, 35, 35)
+                                            ** 2)))
+  reference = jax.jit(jax.grad(lambda b: jnp.sum(placement.warp_to_canvas(
+      image, placement.position_matrix(b), 35, 35) ** 2)))
   beta = jnp.array([-0.3, 0.2, 0.1])
   np.testing.assert_allclose(grad(beta), reference(beta), rtol=1e-4, atol=1e-4)
