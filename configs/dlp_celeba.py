@@ -10,9 +10,9 @@ patches, feature dim 10, anchor 0.125 (2x2 windows of the feature map), sigma 0.
 perceptual reconstruction loss, beta_kl 40, kl_balance 0.001, no warm-up, Adam lr 2e-4
 (eps 1e-4) halved at epochs 50, 100 and 200, batch 64, 100 epochs. Each training face
 becomes a TPS pair (DVE's Warper on the 160-px image, before the crop; drawn on device
-in the train step, `dti_jax.transforms.tps_pairs`): the posterior encodes and
-reconstructs view A (slightly warped), the prior proposes keypoints on view B (view A
-warped further).
+in the train step, `dti_jax.transforms.tps_pairs`), in the original's roles
+(`train_dlp.py`): the prior proposes keypoints on view A (slightly warped), the
+posterior encodes and reconstructs view B (view A warped further).
 
 Data: DVE's celeba.tar.gz (github.com/jamt9000/DVE, README, "Datasets"), unpacked, as
 --config.data.data_dir (Img/img_align_celeba_hq/, Anno/, Eval/, MAFL/). The training
@@ -71,7 +71,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.data.name = "celeba_dve"
   config.data.image_size = 128          # final side; the train split is 1.25 x (160)
   config.data.num_examples = 0          # 0: every face; n: the first n
-  config.data.tps_pairs = True          # x = TPS view A, x_prior = view B (spec 5.2)
+  config.data.tps_pairs = True          # x_prior = TPS view A, x = view B (train_dlp.py)
 
   config.model.kind = "masked"          # gauss_pointnetpp_feat
   config.model.image_size = 128

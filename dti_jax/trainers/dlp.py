@@ -182,15 +182,17 @@ def model_inputs(images: jax.Array, key: jax.Array, *, config: ml_collections.Co
                  ) -> tuple[jax.Array, jax.Array]:
   """(x, x_prior) of a training batch.
 
-  With ``config.data.tps_pairs`` (CelebA, spec 5.2) x is the lightly warped view A and
-  x_prior the further warped view B of DVE's TPS Warper, drawn on the batch as stored
-  (the resized images with their border); otherwise x = x_prior = the batch. Images
+  With ``config.data.tps_pairs`` (CelebA) the pair is DVE's TPS Warper drawn on the
+  batch as stored (the resized images with their border), in the original's roles
+  (`train_dlp.py`: x_prior = im1, x = im2): the prior proposes keypoints on the lightly
+  warped view A and the posterior encodes and reconstructs view B, view A warped again.
+  Otherwise x = x_prior = the batch. Images
   larger than ``config.model.image_size`` then lose an equal border on every side (the
   original's crop after warping: 160 -> 128).
   """
   border = (images.shape[1] - config.model.image_size) // 2
   if config.data.get("tps_pairs", False):
-    x, x_prior = tps_pairs.tps_pair(key, images)
+    x_prior, x = tps_pairs.tps_pair(key, images)
   else:
     x = x_prior = images
   return tps_pairs.crop_border(x, border), tps_pairs.crop_border(x_prior, border)

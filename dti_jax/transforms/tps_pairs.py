@@ -13,8 +13,9 @@ grid_sample(align_corners=True, zeros padding).
 A pair (spec 5.2): view A = the image warped with every standard deviation x 0.1 (the
 original's im1_multiplier = im1_multiplier_aff = 0.1); view B = view A warped again
 with the full standard deviations (a second interpolation of view A, not a composed
-grid, as there). DLP encodes view A (posterior, reconstruction target) and proposes
-keypoints on view B (prior). Both are applied to the resized image before the border
+grid, as there). As in the original's `train_dlp.py` (x_prior = im1, x = im2), DLP
+proposes keypoints on view A (prior) and encodes and reconstructs view B (posterior,
+reconstruction target). Both are applied to the resized image before the border
 crop (`crop_border`).
 """
 

@@ -11,6 +11,7 @@ import pytest
 
 from configs import dlp_celeba
 from dti_jax.trainers import dlp, dlp_evaluation, partition
+from dti_jax.transforms import tps_pairs
 from tests.data_pipelines.test_celeba import write_fake_tree
 
 
@@ -55,6 +56,11 @@ def test_model_inputs_are_cropped_tps_views():
       images, jax.random.key(1))
   assert x.shape == x_prior.shape == (2, 64, 64, 3)
   assert float(jnp.abs(x - x_prior).mean()) > 0.01
+  # The original's roles (train_dlp.py: x_prior = im1, x = im2): from the same key, the
+  # prior sees view A and the posterior view B, view A warped again.
+  view_a, view_b = jax.jit(tps_pairs.tps_pair)(jax.random.key(1), images)
+  np.testing.assert_array_equal(x_prior, tps_pairs.crop_border(view_a, 8))
+  np.testing.assert_array_equal(x, tps_pairs.crop_border(view_b, 8))
   config.data.tps_pairs = False
   x, x_prior = dlp.model_inputs(images, jax.random.key(1), config=config)
   np.testing.assert_array_equal(x, images[:, 8:72, 8:72])
