@@ -31,6 +31,8 @@ _IMAGES = flags.DEFINE_string("images", None, "A folder of images or a glob patt
 _OUT = flags.DEFINE_string("out", "results.csv", "CSV file to write.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Images per forward pass.")
 
+SERVED_METHODS = ("dti_clustering", "dti_sprites")
+
 # The training folders' formats, plus TIFF.
 IMAGE_EXTENSIONS = files.IMAGE_EXTENSIONS + (".tif", ".tiff")
 
@@ -60,6 +62,9 @@ def main(argv):
     sys.exit(f"error: {config_path} not found: --workdir must be a trained workdir")
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
+  if config.get("method") not in SERVED_METHODS:
+    sys.exit(f"error: {config_path} is a {config.get('method')!r} workdir; dti_jax.infer "
+             f"serves {' and '.join(SERVED_METHODS)} workdirs")
   manager = checkpointing.create_manager(_WORKDIR.value)
   meta = checkpointing.restore_meta(manager)
   if meta is None:

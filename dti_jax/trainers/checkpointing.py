@@ -3,10 +3,13 @@
 The state is restored onto the shardings of a freshly created state, so a run resumed
 on another device count still gets replicated parameters. Orbax writes each checkpoint
 to a temporary directory and renames it when complete, so a run killed mid-save leaves
-the previous checkpoints as they were; a finished checkpoint that later turns out
-unreadable (truncated or corrupted files) is moved aside and the next older one is used.
+the previous checkpoints as they were; a finished checkpoint whose files fail to decode
+(truncated, corrupted or missing) is moved aside and the next older one is used. Any
+other failure to read (an I/O error of a network file system, running out of memory)
+stops the run with one line and moves nothing: the checkpoint may be fine.
 """
 
+import json
 import logging
 import os
 import time
@@ -37,6 +40,19 @@ def _first_line(error: Exception) -> str:
   return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 
+# tensorstore's status codes for bytes that are there but do not decode, or are missing
+# from a checkpoint orbax marked complete.
+_DECODE_STATUSES = ("DATA_LOSS", "OUT_OF_RANGE", "NOT_FOUND")
+
+
+def fails_to_decode(error: Exception) -> bool:
+  """True when ``error`` says a checkpoint's files are corrupt, not that reading failed."""
+  if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):
+    return True
+  return (type(error) is ValueError
+          and str(error).lstrip().startswith(_DECODE_STATUSES))
+
+
 def _set_aside(manager: ocp.CheckpointManager, step: int) -> str:
   """Renames an unreadable checkpoint to ``<step>.unreadable-<time>`` (kept, not deleted)."""
   source = step_directory(manager, step)
@@ -62,8 +78,9 @@ def _first_mismatch(restored: Any, template: Any) -> str:
 def restore_latest(manager: ocp.CheckpointManager, template: Any) -> tuple[Any, dict] | None:
   """(state, meta) of the latest readable checkpoint, or None when the workdir has none.
 
-  Newer checkpoints that fail to load while an older one loads are corrupt: each is
-  renamed aside with a warning naming it. When none loads, or the one that loads holds
+  Newer checkpoints whose files fail to decode while an older one loads are corrupt:
+  each is renamed aside with a warning naming it. Any other error while reading raises
+  an OSError naming the checkpoint, and nothing is moved. When none loads, or the one that loads holds
   arrays of other shapes than ``template`` (another model), a ValueError is raised and
   nothing is moved.
   """
@@ -74,6 +91,10 @@ def restore_latest(manager: ocp.CheckpointManager, template: Any) -> tuple[Any, 
       restored = manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     except Exception as error:  # pylint: disable=broad-except  # orbax raises many kinds
+      if not fails_to_decode(error):
+        raise OSError(f"cannot read checkpoint {step_directory(manager, step)} "
+                      f"({_first_line(error)}); nothing was moved, rerun when it is "
+                      f"readable") from error
       failures.append((step, error))
       continue
     mismatch = _first_mismatch(restored["state"], template)

@@ -6,6 +6,7 @@ so every fault lands in a different phase of the schedule.
 """
 
 import concurrent.futures
+import json
 import os
 import shutil
 import signal
@@ -199,6 +200,35 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp
   manager.wait_until_finished()
   assert checkpointing.restore_latest(manager, _small_state(0))[1]["step"] == 10
   manager.close()
+
+
+@pytest.mark.parametrize("error", [OSError(5, "Input/output error"), MemoryError(),
+                                   ValueError("UNAVAILABLE: connection reset")])
+def test_a_read_failure_that_is_not_corruption_stops_and_moves_nothing(tmp_path, error):
+  manager = checkpointing.create_manager(str(tmp_path))
+  for step in (5, 10):
+    checkpointing.save(manager, step, _small_state(step), {"step": step})
+  manager.wait_until_finished()
+
+  def failing_restore(step, args=None):
+    raise error
+
+  manager.restore = failing_restore
+  with pytest.raises(OSError, match=r"cannot read checkpoint .*checkpoints/10 \(.*\); nothing "
+                     r"was moved") as info:
+    checkpointing.restore_latest(manager, _small_state(0))
+  assert "\n" not in str(info.value)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "5"]
+  manager.close()
+
+
+def test_only_decode_failures_count_as_corrupt():
+  assert checkpointing.fails_to_decode(json.JSONDecodeError("Expecting value", "", 0))
+  assert checkpointing.fails_to_decode(ValueError("DATA_LOSS: Error decoding manifest"))
+  assert checkpointing.fails_to_decode(ValueError("OUT_OF_RANGE: Requested byte range"))
+  assert not checkpointing.fails_to_decode(OSError(116, "Stale file handle"))
+  assert not checkpointing.fails_to_decode(MemoryError())
+  assert not checkpointing.fails_to_decode(ValueError("RESOURCE_EXHAUSTED: out of memory"))
 
 
 def test_checkpoint_killed_mid_write_is_ignored(tmp_path):
