@@ -74,7 +74,11 @@ def main(argv: list[str]) -> None:
   tf.config.set_visible_devices([], "GPU")
   import jax
   if _MULTIHOST.value:
-    jax.distributed.initialize()
+    from dti_jax.trainers import distributed
+    try:
+      distributed.initialize()
+    except ValueError as error:
+      sys.exit(f"error: {error}")
   from dti_jax.trainers import loop
   try:
     loop.train_and_evaluate(config, os.path.abspath(_WORKDIR.value),
