@@ -21,6 +21,7 @@ def dti_clustering_config() -> ml_collections.ConfigDict:
   config.data.split = "train"
   config.data.data_dir = ""           # tfds directory or data folder; "" = the source's default
   config.data.image_size = 0          # image folders: shorter side resized, centre crop; 0 = native
+  config.data.channels = 0            # image folders: 0 as the files, 1 grey, 3 RGB
   config.data.final_eval_split = ""   # split scored at the end; "" = the training split
 
   config.model = ml_collections.ConfigDict()

@@ -18,6 +18,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.data_dir = ""
+  config.data.channels = 0              # image folders: 0 as the files, 1 grey, 3 RGB
   config.data.split = "train"
   config.data.final_eval_split = ""
   config.data.tps_pairs = False         # CelebA: x and x_prior are two TPS warps

@@ -22,6 +22,7 @@ def dti_sprites_config() -> ml_collections.ConfigDict:
   config.data.split = "train"
   config.data.data_dir = ""
   config.data.image_size = 0
+  config.data.channels = 0             # image folders: 0 as the files, 1 grey, 3 RGB
   config.data.num_examples = 0         # procedural / multi-object sets: 0 = the default 60,000
   config.data.final_eval_split = ""
 

@@ -21,6 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.data_dir = ""
   config.data.split = "train"
   config.data.image_size = 0
+  config.data.channels = 0              # image folders: 0 as the files, 1 grey, 3 RGB
   config.data.num_examples = 0
   config.data.final_eval_split = ""
   config.data.random_flip = True        # horizontal flip of image and mask, p = 0.5

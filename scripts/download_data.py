@@ -160,6 +160,9 @@ def _explain_image_folder(name: str, data_dir: str | None) -> None:
         "in that folder), e.g. data/megadepth/firenze/train; pass the folder as "
         "--config.data.data_dir and the crop side as --config.data.image_size"
         + (f" (here: {data_dir})" if data_dir else ""))
+  print("Labelled: DIR/<class>/**/*.png etc. (one subfolder per class, as torchvision's "
+        "ImageFolder) gives class ids 0..C-1 in sorted name order, and the runs are scored; "
+        "--config.data.channels: 0 = as the files (grey if every file is), 1 = grey, 3 = RGB.")
 
 
 def _explain_prepared(name: str) -> None:
