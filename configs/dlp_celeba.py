@@ -10,7 +10,7 @@ patches, feature dim 10, anchor 0.125 (2x2 windows of the feature map), sigma 0.
 perceptual reconstruction loss, beta_kl 40, kl_balance 0.001, no warm-up, Adam lr 2e-4
 (eps 1e-4) halved at epochs 50, 100 and 200, batch 64, 100 epochs. Each training face
 becomes a TPS pair (DVE's Warper on the 160-px image, before the crop; drawn on device
-in the train step, `dti_jax.transforms.tps_pairs`), in the original's roles
+in the train step, `dti_jax.methods.dlp.tps_pairs`), in the original's roles
 (`train_dlp.py`): the prior proposes keypoints on view A (slightly warped), the
 posterior encodes and reconstructs view B (view A warped further).
 

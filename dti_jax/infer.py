@@ -54,7 +54,8 @@ def main(argv):
   import ml_collections
   import numpy as np
 
-  from dti_jax.trainers import checkpointing, dti_clustering
+  from dti_jax.methods.dti_clustering import trainer as dti_clustering
+  from dti_jax.run import checkpointing
   from dti_jax.viz import grids
 
   config_path = os.path.join(_WORKDIR.value, "config.json")
@@ -71,7 +72,7 @@ def main(argv):
     sys.exit(f"error: no checkpoint in {os.path.join(_WORKDIR.value, 'checkpoints')}")
   shape = tuple(meta["image_shape"])
   if config.method == "dti_sprites":
-    from dti_jax.trainers import dti_sprites, sprites_evaluation
+    from dti_jax.methods.dti_sprites import trainer as dti_sprites, evaluation as sprites_evaluation
     inits = np.zeros((max(config.model.n_backgrounds, 1), 1) + shape, np.float32)
     template = dti_sprites.create_state(config, jax.random.key(0), inits)
     stage = dti_sprites.Stage(*meta["stage"])

@@ -3,7 +3,8 @@
   python -m dti_jax.main --config=configs/mnist.py:embedded --workdir=/tmp/run
 
 ``--config.a.b=value`` overrides a config key; a rerun with the same workdir resumes.
-This file is intentionally short: the work happens in ``dti_jax.trainers.loop``.
+This file is intentionally short: the work happens in ``dti_jax.run.loop``
+(the one training loop) and the method folders under ``dti_jax.methods``.
 """
 
 import os
@@ -72,17 +73,16 @@ def main(argv: list[str]) -> None:
   # Keep TensorFlow (tf.data only) off the accelerators JAX uses.
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")
-  import jax
   if _MULTIHOST.value:
-    from dti_jax.trainers import distributed
+    from dti_jax.run import distributed
     try:
       distributed.initialize()
     except ValueError as error:
       sys.exit(f"error: {error}")
-  from dti_jax.trainers import loop
+  from dti_jax import methods
   try:
-    loop.train_and_evaluate(config, os.path.abspath(_WORKDIR.value),
-                            num_devices=_NUM_DEVICES.value)
+    methods.train_and_evaluate(config, os.path.abspath(_WORKDIR.value),
+                               num_devices=_NUM_DEVICES.value)
   except (ValueError, OSError, FloatingPointError) as error:
     sys.exit(f"error: {_describe(error)}")
 

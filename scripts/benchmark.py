@@ -80,12 +80,13 @@ _SHAPES = {
 
 
 def image_shape(config, override: str = "") -> tuple[int, int, int]:
-  """(H, W, C) of the config's dataset (image_folder, gtsrb8, horse: data.image_size)."""
+  """(H, W, C) of the config's dataset (image_folder, gtsrb8, horse: data.image_size;
+  image_folder's channels: data.channels, 0 = as the files is taken as RGB)."""
   if override:
     return tuple(int(v) for v in override.split(","))
   name, size = config.data.name, config.data.get("image_size") or 0
   if name == "image_folder":
-    return (size, size, 3)
+    return (size, size, 1 if config.data.get("channels") == 1 else 3)
   if name in ("gtsrb8", "weizmann_horse") and size > 0:
     return (size, size, 3)
   if name not in _SHAPES:
@@ -116,13 +117,13 @@ def benchmark(config, name: str, *, steps: int, stages: list[str], num_devices: 
   import jax
   import numpy as np
 
-  from dti_jax.trainers import partition
+  from dti_jax.run import partition
 
   # Each method's trainer module is named after it; the training loop (and with it the
   # tf.data pipeline) is not needed to time the step.
   if config.method not in METHODS:
     raise ValueError(f"config.method={config.method!r}: benchmark.py times {METHODS}")
-  method = importlib.import_module(f"dti_jax.trainers.{config.method}")
+  method = importlib.import_module(f"dti_jax.methods.{config.method}.trainer")
   shape = image_shape(config, shape_override)
   if config.method == "unsup_parts":
     config = _random_part_weights(config)
@@ -197,7 +198,7 @@ def _with_pipeline(compiled, holder, source, batch_size: int, steps: int, mesh) 
   """images/s of the step fed batch by batch from the tf.data pipeline."""
   import jax
 
-  from dti_jax.trainers import partition
+  from dti_jax.run import partition
   try:
     import data_pipelines
   except ImportError as error:
@@ -222,8 +223,8 @@ def _random_part_weights(config):
 
   import jax
 
-  from dti_jax.interop import unsup_parts_weights
-  from dti_jax.nets import vgg19_features
+  from dti_jax.methods.unsup_parts import weights as unsup_parts_weights
+  from dti_jax.methods.unsup_parts import vgg19_features
   config = config.copy_and_resolve_references()
   with config.unlocked():
     if not config.model.backbone_weights:

@@ -63,7 +63,7 @@ def _objective(points, centroids) -> float:
 def _run_jax(points, init, iters):
   import jax  # pylint: disable=import-outside-toplevel
   from dti_jax.ops import kmeans  # pylint: disable=import-outside-toplevel
-  from dti_jax.trainers import partition  # pylint: disable=import-outside-toplevel
+  from dti_jax.run import partition  # pylint: disable=import-outside-toplevel
   mesh = partition.create_mesh(_DEVICES.value)
   mesh = mesh if mesh.size > 1 else None
   run = lambda: jax.block_until_ready(kmeans.kmeans(

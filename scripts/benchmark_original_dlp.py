@@ -78,7 +78,7 @@ COMMON = dict(cdim=3, n_kp=1, sigma=0.1, kp_range=(-1, 1), kp_activation="tanh",
 MODEL_KEYS = ("image_size", "enc_channels", "prior_channels", "n_kp_enc", "n_kp_prior",
               "patch_size", "learned_feature_dim", "anchor_s", "dec_bone", "use_object_enc",
               "use_object_dec", "exclusive_patches")
-# The phase names and descriptions of dti_jax.trainers.dlp, so the records line up.
+# The phase names and descriptions of dti_jax.methods.dlp.trainer, so the records line up.
 PHASES = {"warmup": "warm-up (glimpse loss, no background branch, random presences)",
           "noisy": "noisy masks (random presences, alpha noise)",
           "normal": "normal (learned presences)"}

@@ -95,7 +95,7 @@ VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's IMAGENET1K_V1 checkpoint name
 RESNET50_CAFFE_FILE = "resnet50-caffe-22edcc82.pth"  # model_factory.PRETRAINED_MODEL
 # The poly schedule's horizon, hard-coded in trainer_ours.adjust_learning_rate.
 POLY_MAX_ITER = 100000
-# The description of dti_jax.trainers.unsup_parts' single stage, so the records line up.
+# The description of dti_jax.methods.unsup_parts.trainer' single stage, so the records line up.
 STAGE_DESCRIPTION = "training (feature, visual-consistency, contrastive and equivariance losses)"
 
 

@@ -6,7 +6,7 @@
 Reads the ``{'epoch', 'arch', 'state_dict', 'optimizer'}`` dict that deepcluster's
 main.py saves (or a bare state dict), legacy or zip ``torch.save`` layout, without
 torch. The output holds "params", "batch_stats" and, when the checkpoint has one,
-"top_layer"; ``dti_jax.trainers.deepcluster.load_variables`` reads it, and
+"top_layer"; ``dti_jax.methods.deepcluster.trainer.load_variables`` reads it, and
 ``deepcluster_weights.network_for_variables`` builds the module that runs it. The
 optimizer state is not converted. Prints one summary line; bad input is one
 ``error: ...`` line and exit code 2.
@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dti_jax.interop import deepcluster_weights  # pylint: disable=wrong-import-position
+from dti_jax.methods.deepcluster import weights as deepcluster_weights  # pylint: disable=wrong-import-position
 from dti_jax.interop import torch_files  # pylint: disable=wrong-import-position
 
 

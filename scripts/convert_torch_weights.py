@@ -8,7 +8,7 @@
       --output=vgg19.npz
 
 Torch is not needed: the files are read by ``dti_jax.interop.torch_files``. Kinds and
-the key mapping are described in ``dti_jax.interop.unsup_parts_weights``; point
+the key mapping are described in ``dti_jax.methods.unsup_parts.weights``; point
 ``model.backbone_weights`` (segmenter) or ``perceptual.weights`` (vgg19) at the output.
 An existing output is only replaced with --overwrite. Prints one summary line; bad
 input is one ``error: ...`` line and exit code 2.
@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dti_jax.interop import torch_files  # pylint: disable=wrong-import-position
-from dti_jax.interop import unsup_parts_weights  # pylint: disable=wrong-import-position
+from dti_jax.methods.unsup_parts import weights as unsup_parts_weights  # pylint: disable=wrong-import-position
 
 
 def convert(kind: str, input_path: str, output_path: str, overwrite: bool = False) -> str:

@@ -7,7 +7,7 @@
 ~/.cache/torch/hub/checkpoints/ on ``torchvision.models.vgg16(pretrained=True)``; it is
 read here without torch. Only the 13 convs of ``features`` are kept (kernels OIHW ->
 HWIO); the classifier is dropped. Point ``config.loss.vgg_weights`` at the output;
-``dti_jax.nets.vgg_perceptual.load_vgg16_features`` reads it. Prints one summary line;
+``dti_jax.methods.dlp.perceptual.load_vgg16_features`` reads it. Prints one summary line;
 bad input is one ``error: ...`` line and exit code 2.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dti_jax.interop import torch_files  # pylint: disable=wrong-import-position
-from dti_jax.nets import vgg_perceptual  # pylint: disable=wrong-import-position
+from dti_jax.methods.dlp import perceptual as vgg_perceptual  # pylint: disable=wrong-import-position
 
 
 def convert(checkpoint_path: str, output_path: str) -> str:

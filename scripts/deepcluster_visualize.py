@@ -8,7 +8,7 @@
 architecture and the data. For each channel of ``--channels`` (start:stop, or one index)
 of conv layer ``--layer`` (1-based) it writes to ``--output``
 
-  conv{L}_filters.png  one gradient-ascent image per channel (``dti_jax.viz.filters``:
+  conv{L}_filters.png  one gradient-ascent image per channel (``dti_jax.methods.deepcluster.filters``:
                        the original's noise start, normalised-gradient steps, blur),
                        on the input shape of the config's dataset;
   conv{L}_top9.png     one row per channel: the 9 dataset images with the highest
@@ -103,8 +103,10 @@ def visualize(config, weights: str, layer: int, channels: range, output: str, *,
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   # pylint: disable-next=import-outside-toplevel
-  from dti_jax.trainers import deepcluster, deepcluster_data, reporting
-  from dti_jax.viz import filters, grids  # pylint: disable=import-outside-toplevel
+  from dti_jax.methods.deepcluster import trainer as deepcluster, data as deepcluster_data
+  from dti_jax.run import reporting
+  from dti_jax.methods.deepcluster import filters  # pylint: disable=import-outside-toplevel
+  from dti_jax.viz import grids
 
   source = deepcluster_data.load_data(config)
   image_shape = deepcluster_data.input_shape(config, source)
@@ -164,7 +166,7 @@ def _images_by_id(config, source, ids, batch_size):
   more ordered pass over a streamed dataset (only the wanted images are kept)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
 
-  from dti_jax.trainers import deepcluster_data  # pylint: disable=import-outside-toplevel
+  from dti_jax.methods.deepcluster import data as deepcluster_data  # pylint: disable=import-outside-toplevel
 
   if hasattr(source, "images"):
     return source.images[ids]

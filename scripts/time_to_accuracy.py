@@ -58,8 +58,8 @@ def main(argv):
   import numpy as np
 
   from dti_jax.metrics import clustering as clustering_metrics
-  from dti_jax.trainers import dti_clustering as method
-  from dti_jax.trainers import partition
+  from dti_jax.methods.dti_clustering import trainer as method
+  from dti_jax.run import partition
 
   data = np.load(_NPZ.value)
   images, labels = data["images"], data["labels"]

@@ -62,7 +62,7 @@ def _recalibration_batches(images, config, mesh):
   are fewer."""
   import numpy as np  # pylint: disable=import-outside-toplevel
 
-  from dti_jax.trainers import partition  # pylint: disable=import-outside-toplevel
+  from dti_jax.run import partition  # pylint: disable=import-outside-toplevel
   batch_size = config.train.batch_size
   full_batches = len(images) // batch_size
   count = config.eval.get("bn_recalibration_batches", 0) if full_batches else 0
@@ -76,7 +76,7 @@ def _evaluate(state, images, centres, *, config, deterministic_fn) -> dict:
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
 
-  from dti_jax.metrics import keypoints  # pylint: disable=import-outside-toplevel
+  from dti_jax.methods.dlp import keypoints  # pylint: disable=import-outside-toplevel
   outputs = []
   for start in range(0, len(images), config.eval.batch_size):
     chunk = images[start:start + config.eval.batch_size].astype(np.float32) / 255.0
@@ -101,8 +101,8 @@ def main(argv):
   import jax
   import numpy as np
 
-  from dti_jax.trainers import dlp as method
-  from dti_jax.trainers import partition
+  from dti_jax.methods.dlp import trainer as method
+  from dti_jax.run import partition
 
   data = np.load(_NPZ.value)
   images = data["images"]

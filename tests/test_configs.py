@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import pytest
 
 from dti_jax import transforms
-from dti_jax.trainers import deepcluster, dti_clustering
+from dti_jax.methods.deepcluster import trainer as deepcluster
+from dti_jax.methods.dti_clustering import trainer as dti_clustering
 
 # From the original configs: name -> (data shape, K, sequence, curriculum, batch, lr,
 # epochs, lr decay epoch, seed, eval every, check every).

@@ -14,8 +14,9 @@ import pytest
 from configs import dlp_shapes
 import data_pipelines
 from data_pipelines import files
-from dti_jax import dlp_edit
-from dti_jax.trainers import checkpointing, dlp, workdir as workdir_lib
+from dti_jax.methods.dlp import edit as dlp_edit
+from dti_jax.methods.dlp import trainer as dlp
+from dti_jax.run import checkpointing, workdir as workdir_lib
 from dti_jax.viz import grids
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,7 +114,7 @@ def test_swapped_features_decode_the_other_glimpse(workdir, tmp_path):
 def test_command_line(workdir, tmp_path):
   image = os.path.join(workdir, "scene0.png")
   run = subprocess.run(
-      [sys.executable, "-m", "dti_jax.dlp_edit", f"--workdir={workdir}", f"--image={image}",
+      [sys.executable, "-m", "dti_jax.methods.dlp.edit", f"--workdir={workdir}", f"--image={image}",
        "--move=0:2,2", f"--out={tmp_path / 'e.png'}"],
       cwd=ROOT, capture_output=True, text=True, check=False)
   assert run.returncode == 0, run.stderr[-2000:]
@@ -141,7 +142,7 @@ def test_bad_flags_are_one_line():
 def test_not_a_dlp_workdir(tmp_path):
   with open(tmp_path / "config.json", "w") as f:
     json.dump({"method": "dti_clustering"}, f)
-  with pytest.raises(ValueError, match="holds a 'dti_clustering' model, not a DLP one"):
+  with pytest.raises(ValueError, match="holds a 'dti_clustering' model, not a 'dlp' one"):
     dlp_edit.load_model(str(tmp_path))
 
 
@@ -190,6 +191,6 @@ def test_unreadable_training_data_is_a_one_line_error(workdir, tmp_path):
   # --data_dir: the same first training images from another place.
   train = data_pipelines.load_source("dlp_shapes_procedural", num_examples=8).images
   np.save(tmp_path / "elsewhere.npy", train)
-  source = dlp_edit.recalibration_source(dlp_edit.read_config(moved), 2,
+  source = dlp_edit.recalibration_source(workdir_lib.read_config(moved), 2,
                                          data_dir=str(tmp_path / "elsewhere.npy"))
   np.testing.assert_array_equal(source.images, train)

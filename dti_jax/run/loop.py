@@ -26,29 +26,10 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 import data_pipelines
-from dti_jax.trainers import (checkpointing, deepcluster, dlp, dlp_evaluation,
-                              dti_clustering, dti_sprites, evaluation, linear_probe,
-                              partition, parts_evaluation, reporting, sprites_evaluation,
-                              unsup_parts, workdir as workdir_lib)
-
-METHODS = {"dti_clustering": dti_clustering, "dti_sprites": dti_sprites, "dlp": dlp,
-           "unsup_parts": unsup_parts}
-EVALUATION = {"dti_clustering": evaluation, "dti_sprites": sprites_evaluation,
-              "dlp": dlp_evaluation, "unsup_parts": parts_evaluation}
-
-
-def _method(config: ml_collections.ConfigDict):
-  if config.method not in METHODS:
-    raise ValueError(f"config.method={config.method!r} is not one of {sorted(METHODS)}")
-  return METHODS[config.method]
-
-
-def load_source(config: ml_collections.ConfigDict, split: str) -> data_pipelines.ArraySource:
-  """The configured data's ``split`` as the loop trains on it (and tools that need the
-  training images of a workdir rebuild it)."""
-  return data_pipelines.load_source(config.data.name, data_dir=config.data.data_dir or None,
-                                    split=split, image_size=config.data.image_size or None,
-                                    num_examples=config.data.get("num_examples") or None)
+from dti_jax.run import checkpointing, partition, reporting, sources
+from dti_jax.run import scores as scores_lib
+from dti_jax.run import method as method_lib
+from dti_jax.run import workdir as workdir_lib
 
 
 def total_steps_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -57,18 +38,14 @@ def total_steps_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> i
   return steps if steps > 0 else config.train.num_epochs * steps_per_epoch
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       num_devices: int | None = None) -> dict[str, Any]:
-  """Trains (or resumes) the configured method in ``workdir``; returns the final scores.
+def train_and_evaluate(method: method_lib.Method, config: ml_collections.ConfigDict,
+                       workdir: str, num_devices: int | None = None) -> dict[str, Any]:
+  """Trains (or resumes) ``method`` as ``config`` says in ``workdir``; returns the final
+  scores.
 
   With ``config.eval_only`` the latest checkpoint is scored without training.
   """
-  if config.get("method") == "deepcluster":  # a per-epoch loop of its own
-    return deepcluster.train_and_evaluate(config, workdir, num_devices)
-  if config.get("method") == "linear_probe":  # frozen DeepCluster network + linear layer
-    return linear_probe.train_and_evaluate(config, workdir, num_devices)
-  method = _method(config)
-  source = load_source(config, config.data.split)
+  source = sources.load_source(config, config.data.split)
   method.validate(config, source.image_shape)
   mesh = partition.create_mesh(num_devices)
   batch_size = config.train.batch_size
@@ -105,8 +82,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     workdir_lib.write_config(workdir, config, int(state.step))
 
   writer = reporting.create_writer(workdir)
-  evaluation_lib = EVALUATION[config.method]
-  evaluator = evaluation_lib.create_evaluator(config, method, mesh, source)
+  evaluator = method.create_evaluator(config, mesh, source)
   progress = reporting.Progress(total_steps, int(state.step))
   if not config.eval_only:
     with _StopSignals() as stop:
@@ -129,11 +105,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   final_stage = method.stage_at(config, max(final_step - 1, 0), steps_per_epoch)
   final_source = source
   if config.data.final_eval_split and config.data.final_eval_split != config.data.split:
-    final_source = load_source(config, config.data.final_eval_split)
-  final = evaluation_lib.final_evaluation(evaluator, state, final_stage, final_source, writer,
-                                          workdir)
+    final_source = sources.load_source(config, config.data.final_eval_split)
+  final = method.final_evaluation(evaluator, state, final_stage, final_source, writer, workdir)
   reporting.console(f"final ({progress.elapsed_minutes():.1f} min): "
-                    f"{evaluation.format_scores(final)}")
+                    f"{scores_lib.format_scores(final)}")
   manager.wait_until_finished()
   manager.close()
   writer.flush()
@@ -218,9 +193,8 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
                                 donate_argnums=0)
     return step_fns[stage]
 
-  reassign_fn = jax.jit(functools.partial(method.reassign_clusters, config=config),
-                        out_shardings=(repl, repl), donate_argnums=0)
-  batch_keys = getattr(method, "BATCH_KEYS", ("image",))  # what the step reads
+  after_step = (method.after_step_function(config, mesh)
+                if isinstance(method, method_lib.AfterStepHook) else None)
   step = int(state.step)
   sums, loss_count, stage_now = {}, 0, None  # metric sums since the last log step
   first_bad, stopping = jnp.int32(-1), False
@@ -243,7 +217,7 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
       if stage != stage_now:
         stage_now = stage
         reporting.console(f"step {step}: {method.describe_stage(config, stage)}")
-      batch = partition.to_global({name: host_batch[name] for name in batch_keys}, mesh)
+      batch = partition.to_global({name: host_batch[name] for name in method.BATCH_KEYS}, mesh)
       state, metrics = step_fn(stage_now)(state, batch)
       step += 1
       first_bad = _first_nonfinite(first_bad, metrics["loss"], step)
@@ -251,13 +225,12 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
               if name != "learning_rate"}
       loss_count += 1
 
-      if (config.model.reassign_clusters and step % config.train.check_cluster_every_steps == 0
-          and method.reassign_allowed(stage_now)):
-        state, moved = reassign_fn(state, jax.random.fold_in(train_key, step))
-        moved = int(moved)
-        writer.write_scalars(step, {"train/reassigned_clusters": moved})
-        if moved:
-          reporting.console(f"step {step}: reassigned {moved} small cluster(s)")
+      if after_step is not None:
+        state, hook_scalars, message = after_step(state, step, stage_now, train_key)
+        if hook_scalars:
+          writer.write_scalars(step, hook_scalars)
+        if message:
+          reporting.console(message)
 
       if step % config.log.every_steps == 0 or step == total_steps:
         means = {name: float(value) / loss_count for name, value in sums.items()}
@@ -279,10 +252,10 @@ def _train(config, workdir, method, mesh, source, state, train_key, steps_per_ep
         start = time.perf_counter()
         scores = evaluator.scores(state, stage_now)
         images = evaluator.images(state, stage_now)
-        evaluation.write_eval(writer, step, "eval", scores, images)
-        evaluation.save_frame(workdir, step, images)
+        scores_lib.write_eval(writer, step, "eval", scores, images)
+        scores_lib.save_frame(workdir, step, images)
         reporting.console(f"eval @ step {step} ({progress.elapsed_minutes():.1f} min): "
-                          f"{evaluation.format_scores(scores)}")
+                          f"{scores_lib.format_scores(scores)}")
         progress.pause(time.perf_counter() - start)
 
       stopping = (not multi_host or step % config.log.every_steps == 0) and stop.requested()

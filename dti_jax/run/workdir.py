@@ -18,12 +18,15 @@ from typing import Any
 import jax
 import ml_collections
 
-from dti_jax.trainers import checkpointing
+from dti_jax.run import checkpointing
 
 CONFIG_FILE = "config.json"
 # Keys that may differ on resume: run length, evaluation, logging, and the switches below.
 CHANGEABLE = ("train.num_epochs", "train.num_steps", "probe.num_epochs", "eval.", "log.",
               "eval_only", "allow_config_change")
+# Keys added to the configs after workdirs were trained without them: a saved config
+# lacking one had the value given here.
+ADDED_KEYS = {"data.channels": 0}
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -40,6 +43,7 @@ def changed_keys(saved: dict[str, Any], config: ml_collections.ConfigDict) -> li
   evaluation and logging keys excluded), sorted."""
   old, new = _flatten(saved), _flatten(json.loads(config.to_json()))
   keys = sorted(set(old) | set(new))
+  old = {**ADDED_KEYS, **old}
   return [key for key in keys if old.get(key, "<absent>") != new.get(key, "<absent>")
           and not any(key == c or (c.endswith(".") and key.startswith(c)) for c in CHANGEABLE)]
 
@@ -66,6 +70,35 @@ def check_saved_config(workdir: str, config: ml_collections.ConfigDict) -> list[
     raise ValueError(f"{workdir} was trained with another config ({described}); use a new "
                      "--workdir, or pass --config.allow_config_change=True to continue anyway")
   return changed
+
+
+def read_config(workdir: str, method: str | None = None) -> ml_collections.ConfigDict:
+  """The config of a trained workdir, for the tools that apply it (infer, edit, segment).
+
+  One-line ValueError when the workdir has no config.json, or when ``method`` is given
+  and the workdir holds another method's model.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise ValueError(f"{path} not found: --workdir must be a trained workdir")
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if method is not None and config.get("method") != method:
+    raise ValueError(f"{workdir} holds a {config.get('method')!r} model, not a {method!r} one")
+  return config
+
+
+def restore_trained(workdir: str, template: Any) -> tuple[Any, dict[str, Any]]:
+  """(state, meta) of the latest checkpoint of a trained workdir, restored onto the
+  shapes of ``template``; one-line ValueError when it holds none."""
+  manager = checkpointing.create_manager(workdir)
+  try:
+    restored = checkpointing.restore_latest(manager, template)
+  finally:
+    manager.close()
+  if restored is None:
+    raise ValueError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
+  return restored
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict, step: int) -> None:

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from dti_jax.interop import deepcluster_weights
+from dti_jax.methods.deepcluster import weights as deepcluster_weights
 from dti_jax.interop import torch_files
-from dti_jax.trainers import deepcluster
+from dti_jax.methods.deepcluster import trainer as deepcluster
 from scripts import convert_deepcluster_checkpoint
 from tests.interop import torch_writer
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from dti_jax.interop import unsup_parts_weights
-from dti_jax.nets import deeplab_resnet
-from dti_jax.nets import vgg19_features
+from dti_jax.methods.unsup_parts import weights as unsup_parts_weights
+from dti_jax.methods.unsup_parts import deeplab_resnet
+from dti_jax.methods.unsup_parts import vgg19_features
 from scripts import convert_torch_weights
 from tests.interop import torch_writer
 from tests.models.test_deeplab_resnet import reference_ceil_max_pool

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dti_jax.metrics import keypoints
+from dti_jax.methods.dlp import keypoints
 
 
 def test_pixels_follow_the_align_corners_convention():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dti_jax.metrics import mafl
+from dti_jax.methods.dlp import mafl
 
 
 def _particles(count, seed=0, num=4, dim=3):

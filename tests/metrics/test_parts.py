@@ -9,9 +9,9 @@ from sklearn import metrics as sk_metrics
 from sklearn import preprocessing
 
 from data_pipelines import articulated
-from dti_jax.metrics import part_baselines
-from dti_jax.metrics import parts
-from dti_jax.ops import lab
+from dti_jax.methods.unsup_parts import baselines as part_baselines
+from dti_jax.methods.unsup_parts import part_metrics as parts
+from dti_jax.methods.unsup_parts import lab
 
 
 def _sklearn(true, pred):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
 
-from dti_jax.metrics import segmentation
+from dti_jax.methods.dti_sprites import segmentation
 
 
 def _random_masks(seed, n=6, size=12, ids=4, bkg_fraction=0.4):

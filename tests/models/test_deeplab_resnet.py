@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dti_jax.nets import deeplab_resnet
+from dti_jax.methods.unsup_parts import deeplab_resnet
 
 K = 4
 

@@ -15,10 +15,10 @@ import optax
 import pytest
 
 from data_pipelines import sources
-from dti_jax.models import dlp
-from dti_jax.nets import dlp_blocks
-from dti_jax.models import dlp_losses
-from dti_jax.ops import particles
+from dti_jax.methods.dlp import model as dlp
+from dti_jax.methods.dlp import blocks as dlp_blocks
+from dti_jax.methods.dlp import losses as dlp_losses
+from dti_jax.methods.dlp import particles
 
 SHAPES = dict(image_size=64, enc_channels=(32, 64, 128), prior_channels=(16, 32, 64),
               num_particles=10, num_prior=15, patch_size=8, feature_dim=6, anchor_s=0.25,

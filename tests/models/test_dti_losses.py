@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from dti_jax.models import dti_clustering as model_lib
+from dti_jax.methods.dti_clustering import model as model_lib
 from dti_jax.ops import gaussian
 
 

@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dti_jax.models import dti_sprites
-from dti_jax.models import sprites_decomposition as decomposition
-from dti_jax.ops import compositing
+from dti_jax.methods.dti_sprites import model as dti_sprites
+from dti_jax.methods.dti_sprites import decomposition
+from dti_jax.methods.dti_sprites import compositing
 
 
 def _sprites(num_sprites=4, size=8, seed=0):

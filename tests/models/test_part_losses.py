@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dti_jax.models import part_losses
+from dti_jax.methods.unsup_parts import losses as part_losses
 
 
 def _inputs(seed=0, batch=3, side=6, parts=4, channels=5):

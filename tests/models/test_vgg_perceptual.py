@@ -18,10 +18,10 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from configs import dlp_shapes
-from dti_jax.nets import dlp_blocks
-from dti_jax.models import dlp_losses
-from dti_jax.nets import vgg_perceptual
-from dti_jax.trainers import dlp as dlp_trainer
+from dti_jax.methods.dlp import blocks as dlp_blocks
+from dti_jax.methods.dlp import losses as dlp_losses
+from dti_jax.methods.dlp import perceptual as vgg_perceptual
+from dti_jax.methods.dlp import trainer as dlp_trainer
 from scripts import convert_vgg16
 from tests.interop import torch_writer
 

@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dti_jax.ops import compositing
+from dti_jax.methods.dti_sprites import compositing
 
 
 def _over(colours, alphas):

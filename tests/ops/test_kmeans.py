@@ -6,7 +6,7 @@ import pytest
 from sklearn import cluster as sk_cluster
 
 from dti_jax.ops import kmeans as kmeans_lib
-from dti_jax.trainers import partition
+from dti_jax.run import partition
 
 
 def _blobs(n=600, d=8, k=6, seed=0):

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from dti_jax.ops import part_sampling
+from dti_jax.methods.unsup_parts import part_sampling
 
 
 def _torch_rule(values, height, width):

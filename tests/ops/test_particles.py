@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dti_jax.ops import particles
+from dti_jax.methods.dlp import particles
 from dti_jax.transforms import placement
 
 # One compiled program per shape instead of one per primitive keeps the file fast.

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from dti_jax.ops.resize import interpolation_matrix, resize_align_corners
+from dti_jax.methods.unsup_parts.resize import interpolation_matrix, resize_align_corners
 
 
 def test_corners_are_kept_and_linear_ramps_are_reproduced():

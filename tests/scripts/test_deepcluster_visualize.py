@@ -14,7 +14,7 @@ from PIL import Image
 from sklearn import datasets
 
 from dti_jax.nets import alexnet
-from dti_jax.viz import filters
+from dti_jax.methods.deepcluster import filters
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCALE = 8  # 8 x 8 digits are enlarged to 64 pixels

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dti_jax import methods
 from configs import digits, image_collection, mnist, tetrominoes
-from dti_jax.trainers import loop, workdir as workdir_lib
+from dti_jax.run import workdir as workdir_lib
 
 
 def _digits(**overrides):
@@ -48,7 +49,7 @@ def _fails(config, workdir, error_type, *expected, num_devices=1):
   existed = os.path.exists(workdir)
   before = sorted(os.listdir(workdir)) if existed else None
   with pytest.raises(error_type) as info:
-    loop.train_and_evaluate(config, str(workdir), num_devices=num_devices)
+    methods.train_and_evaluate(config, str(workdir), num_devices=num_devices)
   message = str(info.value)
   assert "\n" not in message and all(text in message for text in expected), message
   if existed:

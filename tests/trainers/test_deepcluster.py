@@ -8,8 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dti_jax import methods
 from configs import deepcluster_mnist
-from dti_jax.trainers import checkpointing, deepcluster, loop, partition
+from dti_jax.methods.deepcluster import trainer as deepcluster
+from dti_jax.run import checkpointing, partition
 
 
 def _smoke(epochs):
@@ -30,15 +32,15 @@ def _final_state(workdir, config):
 
 
 def test_run_logs_clusterings_and_resumes_bit_identical(tmp_path):
-  straight = loop.train_and_evaluate(_smoke(2), str(tmp_path / "straight"), num_devices=1)
+  straight = methods.train_and_evaluate(_smoke(2), str(tmp_path / "straight"), num_devices=1)
   assert set(straight) >= {"nmi_kmeans_labels", "knn_accuracy", "linear_probe_accuracy",
                            "random_init_knn_accuracy"}
   assert 0.5 < straight["knn_accuracy"] <= 1.0
   with open(tmp_path / "straight" / "final_scores.json") as f:
     assert json.load(f)["knn_accuracy"] == straight["knn_accuracy"]
   # One epoch, then the same workdir extended to two: the second epoch resumes.
-  loop.train_and_evaluate(_smoke(1), str(tmp_path / "resumed"), num_devices=1)
-  resumed = loop.train_and_evaluate(_smoke(2), str(tmp_path / "resumed"), num_devices=1)
+  methods.train_and_evaluate(_smoke(1), str(tmp_path / "resumed"), num_devices=1)
+  resumed = methods.train_and_evaluate(_smoke(2), str(tmp_path / "resumed"), num_devices=1)
   assert resumed["random_init_knn_accuracy"] == straight["random_init_knn_accuracy"]
   a, meta_a = _final_state(tmp_path / "straight", _smoke(2))
   b, meta_b = _final_state(tmp_path / "resumed", _smoke(2))
@@ -93,5 +95,5 @@ def test_bad_cluster_count_is_refused_before_writing(tmp_path):
   config = _smoke(1)
   config.cluster.k = 1
   with pytest.raises(ValueError, match=r"config.cluster.k=1 must be in \[2, 1797\)"):
-    loop.train_and_evaluate(config, str(tmp_path / "run"), num_devices=1)
+    methods.train_and_evaluate(config, str(tmp_path / "run"), num_devices=1)
   assert not (tmp_path / "run").exists()

@@ -7,11 +7,13 @@ import jax
 import numpy as np
 from PIL import Image
 
+from dti_jax import methods
 from configs import deepcluster_alexnet, deepcluster_mnist
 import data_pipelines
 from dti_jax.ops import kmeans as kmeans_lib
 from dti_jax.ops import pca as pca_lib
-from dti_jax.trainers import deepcluster, deepcluster_data, loop, partition
+from dti_jax.methods.deepcluster import trainer as deepcluster, data as deepcluster_data
+from dti_jax.run import partition
 
 
 def _striped_folder(root, per_class=16, side=72):
@@ -38,7 +40,7 @@ def test_alexnet_trains_from_an_image_folder(tmp_path, capsys):
   config.cluster.pca_dim = 8
   config.train.batch_size = 16
   config.eval.batch_size = 16
-  loop.train_and_evaluate(config, str(tmp_path / "run"), num_devices=2)
+  methods.train_and_evaluate(config, str(tmp_path / "run"), num_devices=2)
   log = capsys.readouterr().out
   assert "images/h" not in log and "48 images" in log
   nmi = float(re.search(r"epoch 1/1 .*nmi_labels (\S+)", log).group(1))
@@ -50,7 +52,7 @@ def test_alexnet_trains_from_an_image_folder(tmp_path, capsys):
 
 def _assignment(workdir):
   import orbax.checkpoint as ocp
-  from dti_jax.trainers import checkpointing
+  from dti_jax.run import checkpointing
   manager = checkpointing.create_manager(str(workdir))
   state = manager.restore(manager.latest_step(), args=ocp.args.Composite(
       state=ocp.args.StandardRestore()))["state"]

@@ -9,9 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dti_jax import methods
 from configs import dlp_shapes
 import data_pipelines
-from dti_jax.trainers import dlp, dlp_evaluation, loop, partition
+from dti_jax.methods.dlp import trainer as dlp, evaluation as dlp_evaluation
+from dti_jax.run import partition
 
 
 def _tiny():
@@ -51,7 +53,7 @@ def test_short_run_scores_held_out_scenes(tmp_path):
   config.eval.num_images = 16
   config.eval.batch_size = 8
   config.eval.bn_recalibration_batches = 1   # it runs; its effect is tested below
-  scores = loop.train_and_evaluate(config, str(tmp_path), num_devices=1)
+  scores = methods.train_and_evaluate(config, str(tmp_path), num_devices=1)
   assert {"psnr", "elbo", "recall_4px", "random_recall_4px", "recall_active_4px",
           "precision_active_4px", "active_particles"} <= set(scores)
   assert 0 < scores["random_recall_4px"] < 0.5
@@ -65,7 +67,7 @@ def test_bad_config_is_one_line(tmp_path):
   config = _tiny()
   config.model.num_prior = 100
   with pytest.raises(ValueError, match=r"config.model.num_prior=100 must be in \[1, 64\]"):
-    loop.train_and_evaluate(config, str(tmp_path / "run"), num_devices=1)
+    methods.train_and_evaluate(config, str(tmp_path / "run"), num_devices=1)
   assert not (tmp_path / "run").exists()
 
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from configs import dlp_celeba
-from dti_jax.trainers import dlp, dlp_evaluation, partition
-from dti_jax.transforms import tps_pairs
+from dti_jax.methods.dlp import trainer as dlp, evaluation as dlp_evaluation
+from dti_jax.run import partition
+from dti_jax.methods.dlp import tps_pairs
 from tests.data_pipelines.test_celeba import write_fake_tree
 
 

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from dti_jax.trainers import dlp, loop
+from dti_jax import methods
+from dti_jax.methods.dlp import trainer as dlp
 
 # Spec 4.3: name -> (K, M, D, warm-up epochs, beta_kl).
 PRESETS = {"dlp_clevrer": (10, 20, 5, 1, 40.0), "dlp_traffic": (15, 20, 10, 2, 30.0)}
@@ -67,7 +68,7 @@ def test_cpu_variant_trains_a_step_on_a_frame_file(name, tmp_path):
   config.eval.num_images = 4
   config.eval.batch_size = 4
   config.eval.bn_recalibration_batches = 1  # the re-estimation runs (test_dlp.py checks it)
-  scores = loop.train_and_evaluate(config, str(tmp_path / "run"), num_devices=1)
+  scores = methods.train_and_evaluate(config, str(tmp_path / "run"), num_devices=1)
   assert np.isfinite(scores["elbo"]) and np.isfinite(scores["psnr"])
   with open(tmp_path / "run" / "final_scores.json") as f:
     assert json.load(f)["elbo"] == pytest.approx(scores["elbo"])

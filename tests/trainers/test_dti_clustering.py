@@ -7,8 +7,8 @@ import optax
 import pytest
 
 from configs import mnist
-from dti_jax.trainers import dti_clustering as dti
-from dti_jax.trainers import partition
+from dti_jax.methods.dti_clustering import trainer as dti
+from dti_jax.run import partition
 
 
 def _config(sequence="identity_affine", name="dtikmeans", k=4):

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dti_jax.trainers import dti_sprites as trainer
-from dti_jax.trainers import partition
+from dti_jax.methods.dti_sprites import trainer
+from dti_jax.run import partition
 
 # Config file (and variant) -> image shape of its data.
 CONFIGS = {
@@ -193,7 +193,7 @@ def test_validate_names_the_bad_key():
 def test_cosegmentation_scores_of_an_all_foreground_mask_have_the_closed_form():
   from configs import sprites_single
   import data_pipelines
-  from dti_jax.trainers import sprites_evaluation
+  from dti_jax.methods.dti_sprites import evaluation as sprites_evaluation
   config = sprites_single.single_object_config(n_sprites=1, sequence="color", curriculum=(),
                                                mask_std=1e4, encoder="resnet32")
   config.model.sprite_size = 16

@@ -7,7 +7,7 @@ import numpy as np
 
 import data_pipelines
 from configs import tetrominoes
-from dti_jax.trainers import dti_sprites as trainer
+from dti_jax.methods.dti_sprites import trainer
 
 
 def test_tetrominoes_reconstruction_error_decreases():

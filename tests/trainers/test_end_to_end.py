@@ -8,10 +8,10 @@ import os
 
 from sklearn import cluster as sk_cluster
 
+from dti_jax import methods
 import data_pipelines
 from configs import mnist
 from dti_jax.metrics import clustering
-from dti_jax.trainers import loop
 
 
 def _pixel_kmeans_accuracy(source) -> float:
@@ -28,7 +28,7 @@ def test_short_mnist5k_run_beats_kmeans_on_pixels(tmp_path):
   config.train.num_epochs = 5
   config.optim.lr_decay_epochs = (4,)
   config.eval.every_steps = 10**6
-  final = loop.train_and_evaluate(config, str(tmp_path), num_devices=1)
+  final = methods.train_and_evaluate(config, str(tmp_path), num_devices=1)
   baseline = _pixel_kmeans_accuracy(data_pipelines.load_source("mnist_embedded"))
   assert final["acc"] > baseline + 0.05, (final, baseline)
   assert final["nmi"] > 0.5

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dti_jax import methods
 from configs import deepcluster_alexnet, deepcluster_linear_probe
-from dti_jax.trainers import deepcluster, linear_probe, loop
+from dti_jax.methods.deepcluster import trainer as deepcluster, linear_probe
 
 
 def _torch_avg_pool(x, kernel, stride, pad):
@@ -62,15 +63,15 @@ def test_mnist_probe_learns_and_resumes_bit_identical(tmp_path):
   weights.write_bytes(flax.serialization.msgpack_serialize(jax.device_get(dict(variables))))
   config.probe.weights = str(weights)
   config.probe.num_epochs = 2
-  straight = loop.train_and_evaluate(config, str(tmp_path / "straight"), num_devices=1)
+  straight = methods.train_and_evaluate(config, str(tmp_path / "straight"), num_devices=1)
   # Random conv2 features of 4,000 digits: far above chance (0.1) within two epochs.
   assert straight["conv2_best_top1"] > 0.8
   with open(tmp_path / "straight" / "probe_scores.json") as f:
     assert json.load(f) == straight
   config.probe.num_epochs = 1
-  loop.train_and_evaluate(config, str(tmp_path / "resumed"), num_devices=1)
+  methods.train_and_evaluate(config, str(tmp_path / "resumed"), num_devices=1)
   config.probe.num_epochs = 2
-  resumed = loop.train_and_evaluate(config, str(tmp_path / "resumed"), num_devices=1)
+  resumed = methods.train_and_evaluate(config, str(tmp_path / "resumed"), num_devices=1)
   assert resumed == straight
 
 
@@ -78,5 +79,5 @@ def test_a_layer_the_network_lacks_is_refused(tmp_path):
   config = deepcluster_linear_probe.get_config("mnist,conv5")
   config.probe.weights = str(tmp_path)
   with pytest.raises(ValueError, match=r"config.probe.layer=5: .*mini_alexnet conv1..conv3"):
-    loop.train_and_evaluate(config, str(tmp_path / "run"), num_devices=1)
+    methods.train_and_evaluate(config, str(tmp_path / "run"), num_devices=1)
   assert not (tmp_path / "run").exists()

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dti_jax import methods
 import data_pipelines
 from configs import digits
-from dti_jax.trainers import loop
 from scripts import multi_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,7 +30,7 @@ def _short_digits_config():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("digits")
-  final = loop.train_and_evaluate(_short_digits_config(), str(workdir), num_devices=1)
+  final = methods.train_and_evaluate(_short_digits_config(), str(workdir), num_devices=1)
   return workdir, final
 
 
@@ -56,11 +56,11 @@ def test_eval_only_scores_the_checkpoint_without_training(trained, tmp_path):
   workdir, final = trained
   config = _short_digits_config()
   config.eval_only = True
-  again = loop.train_and_evaluate(config, str(workdir), num_devices=1)
+  again = methods.train_and_evaluate(config, str(workdir), num_devices=1)
   for name in ("acc", "nmi", "ari", "loss"):
     assert again[name] == pytest.approx(final[name], abs=1e-6)
   with pytest.raises(FileNotFoundError, match="config.eval_only=True"):
-    loop.train_and_evaluate(config, str(tmp_path / "empty"), num_devices=1)
+    methods.train_and_evaluate(config, str(tmp_path / "empty"), num_devices=1)
 
 
 def test_infer_assigns_new_images_and_reports_unreadable_ones(trained, tmp_path):
@@ -134,7 +134,7 @@ def test_gmm_run_learns_and_shows_its_variance_maps(tmp_path):
   config.model.name = "dtigmm"
   config.train.num_epochs = 2
   config.train.curriculum_epochs = (1, 1, 1)
-  final = loop.train_and_evaluate(config, str(tmp_path), num_devices=1)
+  final = methods.train_and_evaluate(config, str(tmp_path), num_devices=1)
   variances = np.asarray(Image.open(tmp_path / "images" / "variances_00000056.png"), np.float32)
   assert variances.max() == 255 and variances.min() < variances.max()
   assert final["nmi"] > 0.3 and np.isfinite(final["loss"])

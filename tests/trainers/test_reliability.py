@@ -18,9 +18,11 @@ import jax
 import numpy as np
 import pytest
 
+from dti_jax import methods
 import data_pipelines
 from configs import digits
-from dti_jax.trainers import checkpointing, dti_clustering, loop
+from dti_jax.methods.dti_clustering import trainer as dti_clustering
+from dti_jax.run import checkpointing
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 56
@@ -103,7 +105,7 @@ _UNINTERRUPTED = {}
 def _uninterrupted(tmp_path_factory, seed):
   if seed not in _UNINTERRUPTED:
     workdir = tmp_path_factory.mktemp(f"straight{seed}")
-    loop.train_and_evaluate(_config(seed), str(workdir), num_devices=1)
+    methods.train_and_evaluate(_config(seed), str(workdir), num_devices=1)
     _UNINTERRUPTED[seed] = _final_params(workdir, _config(seed))
   return _UNINTERRUPTED[seed]
 
@@ -275,7 +277,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
   config = _config(0)
   config.log.every_steps = 7
   with pytest.raises(FloatingPointError) as info:
-    loop.train_and_evaluate(config, str(tmp_path), num_devices=1)
+    methods.train_and_evaluate(config, str(tmp_path), num_devices=1)
   message = str(info.value)
   assert f"loss is NaN or Inf at step {bad_batch + 1}" in message
   assert f"{tmp_path / 'checkpoints' / '10'} (step 10), is intact" in message

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dti_jax import methods
 import data_pipelines
 from configs import tetrominoes
-from dti_jax.trainers import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,7 +38,7 @@ def _short_config(epochs=2):
 def trained(fast_compile_module, tmp_path_factory):
   del fast_compile_module  # on before the run compiles, and for the module's other tests
   workdir = tmp_path_factory.mktemp("tetro")
-  final = loop.train_and_evaluate(_short_config(), str(workdir), num_devices=1)
+  final = methods.train_and_evaluate(_short_config(), str(workdir), num_devices=1)
   return workdir, final
 
 
@@ -71,7 +71,7 @@ def test_rerun_resumes_and_extends_the_schedule(trained):
   workdir, _ = trained
   steps = sorted(int(p) for p in os.listdir(workdir / "checkpoints") if p.isdigit())
   assert steps[-1] == 6
-  loop.train_and_evaluate(_short_config(epochs=3), str(workdir), num_devices=1)
+  methods.train_and_evaluate(_short_config(epochs=3), str(workdir), num_devices=1)
   steps = sorted(int(p) for p in os.listdir(workdir / "checkpoints") if p.isdigit())
   assert steps[-1] == 9
 

@@ -9,13 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dti_jax import methods
 import data_pipelines
 from configs import unsup_parts_cub, unsup_parts_toy
-from dti_jax.models import part_losses
-from dti_jax.models import unsup_parts as model_lib
-from dti_jax.nets import deeplab_resnet
-from dti_jax.ops.lab import rgb_to_lab
-from dti_jax.trainers import loop, partition, unsup_parts
+from dti_jax.methods.unsup_parts import losses as part_losses
+from dti_jax.methods.unsup_parts import model as model_lib
+from dti_jax.methods.unsup_parts import deeplab_resnet
+from dti_jax.methods.unsup_parts.lab import rgb_to_lab
+from dti_jax.methods.unsup_parts import trainer as unsup_parts
+from dti_jax.run import partition
 
 
 def _toy(num_examples=64):
@@ -123,7 +125,7 @@ def test_sgd_groups_head_at_ten_times_and_frozen_batchnorm_untouched():
 def test_toy_run_trains_resumes_and_writes_scores_and_pictures(tmp_path):
   config = unsup_parts_toy.get_config("smoke")
   workdir = str(tmp_path / "toy")
-  final = loop.train_and_evaluate(config, workdir, num_devices=1)
+  final = methods.train_and_evaluate(config, workdir, num_devices=1)
   assert 0.0 <= final["fg_nmi"] <= 100.0 and -100.0 <= final["fg_ari"] <= 100.0
   np.testing.assert_allclose(sum(final["proportions"]), 1.0)
   for name in ("part_maps", "part_heat_maps", "equivariance"):
@@ -132,5 +134,5 @@ def test_toy_run_trains_resumes_and_writes_scores_and_pictures(tmp_path):
     assert json.load(f)["fg_nmi"] == final["fg_nmi"]
   with config.unlocked():
     config.train.num_steps = 5
-  loop.train_and_evaluate(config, workdir, num_devices=1)
+  methods.train_and_evaluate(config, workdir, num_devices=1)
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "5"

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 from sklearn import metrics as sk_metrics
 
+from dti_jax import methods
 from configs import unsup_parts_cub, unsup_parts_deepfashion
 from data_pipelines import cub_eval
-from dti_jax import evaluate_parts, segment_parts
-from dti_jax.nets import deeplab_resnet
-from dti_jax.trainers import loop
+from dti_jax.methods.unsup_parts import evaluate as evaluate_parts, segment as segment_parts
+from dti_jax.methods.unsup_parts import deeplab_resnet
 from scripts import convert_torch_weights
 from tests.interop import torch_writer
 from tests.interop.test_unsup_parts_weights import K, WIDTH, segmenter_state_dict
@@ -102,7 +102,7 @@ def test_released_checkpoint_converts_and_scores_on_cub(cub_tree, released, tmp_
   images.mkdir()
   Image.fromarray(np.full((40, 70, 3), 120, np.uint8)).save(images / "a.png")
   segment_parts.segment_folder(config, jax.device_get(
-      __import__("dti_jax.trainers.unsup_parts", fromlist=["x"]).segmenter_state(
+      __import__("dti_jax.methods.unsup_parts.trainer", fromlist=["x"]).segmenter_state(
           config, released)), str(images), str(tmp_path / "maps"), None, 64)
   labels = np.asarray(Image.open(tmp_path / "maps" / "a_labels.png"))
   assert labels.shape == (64, 112) and 1 <= labels.min() and labels.max() <= K
@@ -128,7 +128,7 @@ def test_cub_smoke_config_trains_and_scores(cub_tree, tmp_path, fast_compile):
     config.data.num_examples = 6
     config.train.num_steps = 1
     config.model.width = 4
-  final = loop.train_and_evaluate(config, str(tmp_path / "cub"), num_devices=1)
+  final = methods.train_and_evaluate(config, str(tmp_path / "cub"), num_devices=1)
   assert {"fg_nmi", "fg_ari", "nmi_full", "ari_full", "keypoint_error"} <= set(final)
 
 
@@ -143,7 +143,7 @@ def test_deepfashion_smoke_config_trains_and_scores(tmp_path, fast_compile):
     config.model.width = 4
     config.eval.batch_size = 2
     config.eval.masks_dir = str(root / "supervisedlabels")
-  final = loop.train_and_evaluate(config, str(tmp_path / "df"), num_devices=1)
+  final = methods.train_and_evaluate(config, str(tmp_path / "df"), num_devices=1)
   assert 0 <= final["fg_nmi"] <= 100 and 0 <= final["nmi_full"] <= 100
 
 
@@ -186,6 +186,6 @@ def test_bad_input_fails_in_one_line_before_writing(cub_tree, tmp_path, change, 
       config[section][name] = value
   workdir = tmp_path / "run"
   with pytest.raises(error, match=message) as raised:
-    loop.train_and_evaluate(config, str(workdir), num_devices=1)
+    methods.train_and_evaluate(config, str(workdir), num_devices=1)
   assert "\n" not in str(raised.value)
   assert not workdir.exists()

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dti_jax.transforms import color_jitter
+from dti_jax.methods.unsup_parts import color_jitter
 
 
 def _image(seed=0):

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dti_jax.models import part_losses
-from dti_jax.transforms import equivariance
+from dti_jax.methods.unsup_parts import losses as part_losses
+from dti_jax.methods.unsup_parts import equivariance
 
 
 def _image(height=12, width=16, channels=3, seed=0):

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dti_jax.transforms import tps_pairs
+from dti_jax.methods.dlp import tps_pairs
 
 
 def _image(side=20, seed=0):

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from dti_jax.nets import alexnet, vgg
-from dti_jax.viz import filters
+from dti_jax.methods.deepcluster import filters
 
 SIZE = 16
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from dti_jax.viz import particles
+from dti_jax.methods.dlp import pictures as particles
 
 
 def test_ring_is_at_the_radius_and_in_the_palette_colour():

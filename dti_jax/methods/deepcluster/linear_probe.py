@@ -28,9 +28,10 @@ import optax
 
 import data_pipelines
 from data_pipelines import streaming
-from dti_jax.trainers import checkpointing, deepcluster, deepcluster_data, partition
-from dti_jax.trainers import reporting
-from dti_jax.trainers import workdir as workdir_lib
+from dti_jax.methods.deepcluster import trainer as deepcluster, data as deepcluster_data
+from dti_jax.run import checkpointing, partition
+from dti_jax.run import reporting
+from dti_jax.run import workdir as workdir_lib
 
 # arch -> conv layer -> AvgPool (kernel, stride, padding). AlexNet: the original's, to
 # 9600 / 9216 / 9600 / 9600 / 9216 values; MiniAlexNet (28 x 28): ours, 4 x 4 grids.

@@ -37,8 +37,10 @@ from data_pipelines import cluster_sampler, streaming
 from dti_jax.nets import alexnet, vgg
 from dti_jax.ops import kmeans as kmeans_lib
 from dti_jax.ops import pca as pca_lib
-from dti_jax.trainers import checkpointing, deepcluster_data, partition, reporting
-from dti_jax.trainers import workdir as workdir_lib
+from dti_jax.methods.deepcluster import data as deepcluster_data
+from dti_jax.run import checkpointing, partition, reporting
+from dti_jax.run import workdir as workdir_lib
+from dti_jax.run import scores as scores_lib
 
 ARCHS = {"mini_alexnet": alexnet.MiniAlexNet, "alexnet": alexnet.AlexNet, "vgg16": vgg.VGG16}
 
@@ -400,9 +402,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     final = representation_scores(config, run, features)
     final.update({f"random_init_{name}": value for name, value in random_init_scores.items()})
     writer.write_scalars(int(state.epoch), {f"final/{n}": v for n, v in final.items()})
-    if jax.process_index() == 0:
-      with open(os.path.join(workdir, "final_scores.json"), "w") as f:
-        json.dump(final, f, indent=1)
+    scores_lib.write_scores_json(workdir, final)
     reporting.console(f"final: {json.dumps(final)}")
   manager.close()
   writer.flush()

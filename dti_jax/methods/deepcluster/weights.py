@@ -212,7 +212,7 @@ def _convert_top_layer(weights, fc_width):
 def save_variables(path: str, variables: dict[str, Any]) -> None:
   """Writes ``variables`` ({"params", "batch_stats"[, "top_layer"]}) as flax msgpack.
 
-  ``dti_jax.trainers.deepcluster.load_variables(path)`` reads the file back.
+  ``dti_jax.methods.deepcluster.trainer.load_variables(path)`` reads the file back.
   """
   unknown = set(variables) - {"params", "batch_stats", "top_layer"}
   if unknown or not {"params", "batch_stats"} <= set(variables):

@@ -1,8 +1,8 @@
 """Edits the particles of an image under a trained Deep Latent Particles model and decodes.
 
-  python -m dti_jax.dlp_edit --workdir=workdirs/dlp_shapes --image=scene.png \
+  python -m dti_jax.methods.dlp.edit --workdir=workdirs/dlp_shapes --image=scene.png \
       --move=3:10,-5 --out=edited.png
-  python -m dti_jax.dlp_edit --workdir=workdirs/dlp_shapes --image=scene.png \
+  python -m dti_jax.methods.dlp.edit --workdir=workdirs/dlp_shapes --image=scene.png \
       --other_image=other.png --swap=2:7 --out=edited.png
 
 The offline counterpart of the original's interactive demo: the image is encoded
@@ -97,44 +97,29 @@ def _check_indices(moves, swaps, count: int) -> None:
                          f"(0..{count - 1})")
 
 
-def read_config(workdir: str):
-  """The config of a DLP workdir; a one-line ValueError for anything else."""
-  import ml_collections  # pylint: disable=import-outside-toplevel
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
-    raise ValueError(f"{config_path} not found: --workdir must be a trained workdir")
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if config.method != "dlp":
-    raise ValueError(f"{workdir} holds a {config.method!r} model, not a DLP one")
-  return config
-
-
 def load_model(workdir: str):
   """(config, state, model) of the latest checkpoint of a DLP workdir."""
-  from dti_jax.trainers import checkpointing, dlp  # pylint: disable=import-outside-toplevel
-  config = read_config(workdir)
-  manager = checkpointing.create_manager(workdir)
+  from dti_jax.methods.dlp import trainer as dlp  # pylint: disable=import-outside-toplevel
+  from dti_jax.run import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  config = workdir_lib.read_config(workdir, "dlp")
   template = jax.eval_shape(lambda: dlp.create_state(config, jax.random.key(0),
                                                      dlp.init_arrays(config, None)))
-  restored = checkpointing.restore_latest(manager, template)
-  manager.close()
-  if restored is None:
-    raise ValueError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
-  return config, restored[0], dlp.create_model(config)
+  state, _ = workdir_lib.restore_trained(workdir, template)
+  return config, state, dlp.create_model(config)
 
 
 def recalibration_source(config, count: int, data_dir: str = ""):
   """The training images the BN statistics are re-estimated on, None for 0 batches.
 
-  Rebuilt as the loop loads its training data (`loop.load_source`), only the first
+  Rebuilt as the loop loads its training data (`sources.load_source`), only the first
   ``count`` x batch images (image i does not depend on how many are loaded): the
   evaluator's ``count`` batches. A one-line ValueError naming the flags to pass if they
   cannot be read, before any model work.
   """
   # pylint: disable=import-outside-toplevel
   import data_pipelines
-  from dti_jax.trainers import dlp, loop
+  from dti_jax.methods.dlp import trainer as dlp
+  from dti_jax.run import sources
   if count < 0:
     raise ValueError(f"--bn_recalibration_batches={count} must be >= 0")
   if count == 0:
@@ -147,7 +132,7 @@ def recalibration_source(config, count: int, data_dir: str = ""):
     limited.data.data_dir = data_dir
   side = dlp.input_side(config)
   try:
-    source = loop.load_source(limited, config.data.split)
+    source = sources.load_source(limited, config.data.split)
     if source.image_shape != (side, side, 3):
       raise ValueError(f"its images are {source.image_shape}, the model's {(side, side, 3)}")
     if data_pipelines.num_train_batches(source, batch_size) == 0:
@@ -167,7 +152,7 @@ def recalibrated_state(config, state, source, count: int):
   """``state`` with the BN running statistics the evaluator scores it with: re-estimated
   (`dlp.recalibrate_batch_stats`) on ``count`` batches of ``source``
   (`recalibration_source`; None: ``state`` as stored)."""
-  from dti_jax.trainers import dlp, dlp_evaluation  # pylint: disable=import-outside-toplevel
+  from dti_jax.methods.dlp import trainer as dlp, evaluation as dlp_evaluation  # pylint: disable=import-outside-toplevel
   if source is None:
     return state
   batches = dlp_evaluation.recalibration_batches(source, config.train.batch_size, count)
@@ -197,9 +182,11 @@ def edit(workdir: str, image_path: str, out_path: str, moves, swaps,
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   from data_pipelines import files  # pylint: disable=import-outside-toplevel
-  from dti_jax.metrics import keypoints  # pylint: disable=import-outside-toplevel
-  from dti_jax.viz import grids, particles as particle_viz  # pylint: disable=import-outside-toplevel
-  config = read_config(workdir)
+  from dti_jax.methods.dlp import keypoints  # pylint: disable=import-outside-toplevel
+  from dti_jax.methods.dlp import pictures as particle_viz  # pylint: disable=import-outside-toplevel
+  from dti_jax.run import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  from dti_jax.viz import grids
+  config = workdir_lib.read_config(workdir, "dlp")
   _check_indices(moves, swaps, config.model.num_particles)
   if swaps and not other_image_path:
     raise ValueError("--swap needs --other_image")

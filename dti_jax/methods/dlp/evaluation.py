@@ -14,7 +14,7 @@ the BN running statistics at the current weights on ``eval.bn_recalibration_batc
 training batches (`dlp.recalibrate_batch_stats`; 0: the training EMAs).
 
 With ``eval.mafl`` (CelebA, spec 6.2) the scores add the MAFL landmark regressions
-mafl_error_mu, mafl_error_mu_logvar and mafl_error_all (%, `dti_jax.metrics.mafl`):
+mafl_error_mu, mafl_error_mu_logvar and mafl_error_all (%, `dti_jax.methods.dlp.mafl`):
 deterministic eval-mode encodings of the MAFL training faces (the first
 ``eval.mafl_train_size``, 0: all 19,000) fitted by least squares, scored on the MAFL
 test faces (``eval.mafl_test_size``, 0: all 1,000).
@@ -29,10 +29,13 @@ import numpy as np
 
 import data_pipelines
 from data_pipelines import shapes
-from dti_jax.metrics import keypoints, mafl
-from dti_jax.models import dlp_losses
-from dti_jax.trainers import dlp, evaluation, partition, sprites_evaluation
-from dti_jax.viz import grids, particles as particle_viz
+from dti_jax.methods.dlp import keypoints, mafl
+from dti_jax.methods.dlp import losses as dlp_losses
+from dti_jax.methods.dlp import trainer as dlp
+from dti_jax.run import partition
+from dti_jax.methods.dlp import pictures as particle_viz
+from dti_jax.viz import grids
+from dti_jax.run import scores as scores_lib, sources
 
 PANEL_IMAGES = 8
 GLIMPSE_IMAGES = 4
@@ -60,7 +63,7 @@ def heldout_source(config, source) -> data_pipelines.ArraySource:
         config.data.name, data_dir=config.data.data_dir or None, split=e.split,
         image_size=config.data.get("image_size") or None)
   count = min(e.num_images, source.num_examples) if e.num_images > 0 else source.num_examples
-  return sprites_evaluation.first_images(source, count)
+  return sources.first_images(source, count)
 
 
 def mafl_sources(config) -> tuple[data_pipelines.ArraySource, data_pipelines.ArraySource
@@ -214,7 +217,7 @@ class DLPEvaluator:
     del stage
     state = self.recalibrated(state)
     count = min(PANEL_IMAGES, self.source.num_examples)
-    first = sprites_evaluation.first_images(self.source, count)
+    first = sources.first_images(self.source, count)
     out = self.outputs(state, first, keep=PICTURED_OUTPUTS)
     images = first.images.astype(np.float32) / 255.0
     side = images.shape[1]
@@ -256,7 +259,7 @@ class DLPEvaluator:
     return pictures
 
 
-def create_evaluator(config, method, mesh, source) -> DLPEvaluator:  # pylint: disable=unused-argument
+def create_evaluator(config, mesh, source) -> DLPEvaluator:
   return DLPEvaluator(config, mesh, heldout_source(config, source), training_source=source)
 
 
@@ -264,4 +267,4 @@ def final_evaluation(evaluator: DLPEvaluator, state, stage, source, writer,
                      workdir: str) -> dict[str, Any]:
   """Scores the held-out images; writes summaries, the pictures and final_scores.json."""
   del source
-  return evaluation.write_final(evaluator, state, stage, writer, workdir)
+  return scores_lib.write_final(evaluator, state, stage, writer, workdir)

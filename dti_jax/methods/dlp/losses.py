@@ -16,8 +16,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from dti_jax.nets import vgg_perceptual
-from dti_jax.ops import particles
+from dti_jax.methods.dlp import perceptual as vgg_perceptual
+from dti_jax.methods.dlp import particles
 
 REC_LOSSES = ("mse", "vgg")
 

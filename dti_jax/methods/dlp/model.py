@@ -12,7 +12,7 @@ Two decoders, as the original's `dec_bone`:
   encoder maps H filling the background ("bypass").
 
 Layout is NHWC; flattens are channel-major like PyTorch's NCHW; the blocks and their
-initialisation (the original's) are in `dti_jax.nets.dlp_blocks`. Parameter groups for the two Adam optimisers: `ENCODER_MODULES` and
+initialisation (the original's) are in `dti_jax.methods.dlp.blocks`. Parameter groups for the two Adam optimisers: `ENCODER_MODULES` and
 `DECODER_MODULES` (top-level module names), see `parameter_labels`.
 """
 
@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dti_jax.nets.dlp_blocks import (BatchNorm, Conv, ConvBlock, KeyPointCNN, MLPHead,
+from dti_jax.methods.dlp.blocks import (BatchNorm, Conv, ConvBlock, KeyPointCNN, MLPHead,
                                      flatten_channel_major, glimpse_side, linear,
                                      select_max)
-from dti_jax.ops import particles as particle_ops
+from dti_jax.methods.dlp import particles as particle_ops
 
 PHASES = ("warmup", "noisy", "normal")
 MODELS = ("object", "masked")

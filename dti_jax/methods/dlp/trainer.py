@@ -13,7 +13,7 @@ warmup_steps (glimpse loss, no background branch), "noisy" until 5 x warmup_step
 
 Eval mode uses BN running statistics re-estimated at the current weights
 (`recalibrate_batch_stats`), not the training EMAs, which lag the weights: the
-evaluator, the particle editor (`dti_jax.dlp_edit`) and scripts/time_to_psnr.py all
+evaluator, the particle editor (`dti_jax.methods.dlp.edit`) and scripts/time_to_psnr.py all
 re-estimate them on ``eval.bn_recalibration_batches`` training batches first.
 """
 
@@ -27,10 +27,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from dti_jax.models import dlp as model_lib
-from dti_jax.models import dlp_losses
-from dti_jax.nets import vgg_perceptual
-from dti_jax.transforms import tps_pairs
+from dti_jax.methods.dlp import model as model_lib
+from dti_jax.methods.dlp import losses as dlp_losses
+from dti_jax.methods.dlp import perceptual as vgg_perceptual
+from dti_jax.methods.dlp import tps_pairs
 
 Stage = str  # "warmup", "noisy" or "normal"
 PHASE_CODES = {"warmup": 0, "noisy": 1, "normal": 2}
@@ -109,23 +109,12 @@ def describe_stage(config: ml_collections.ConfigDict, stage: Stage) -> str:
           "normal": "normal (learned presences)"}[stage]
 
 
-def reassign_allowed(stage: Stage) -> bool:
-  del stage
-  return False
-
-
 def stage_scalars(stage: Stage) -> dict[str, int]:
   return {"train/phase": PHASE_CODES[stage]}
 
 
 def stage_meta(stage: Stage) -> dict[str, Any]:
   return {"phase": stage}
-
-
-def reassign_clusters(state, key, *, config):
-  """DLP has no clusters to reassign (the loop never calls this: reassign_clusters False)."""
-  del key, config
-  return state, jnp.int32(0)
 
 
 def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:

@@ -2,7 +2,6 @@
 
 import dataclasses
 import functools
-import json
 import os
 from typing import Any
 
@@ -10,9 +9,11 @@ import jax
 import numpy as np
 
 import data_pipelines
+from dti_jax.methods.dti_clustering import trainer
 from dti_jax.metrics import clustering as clustering_metrics
-from dti_jax.trainers import partition
+from dti_jax.run import partition
 from dti_jax.viz import grids
+from dti_jax.run import scores as scores_lib
 
 
 def subset(source: data_pipelines.ArraySource, size: int, seed: int) -> data_pipelines.ArraySource:
@@ -26,8 +27,8 @@ def subset(source: data_pipelines.ArraySource, size: int, seed: int) -> data_pip
 class Evaluator:
   """Scores the clustering of a source and renders the image summaries."""
 
-  def __init__(self, config, method, mesh, source):
-    self.config, self.method, self.mesh, self.source = config, method, mesh, source
+  def __init__(self, config, mesh, source):
+    self.config, self.mesh, self.source = config, mesh, source
     self._eval_fns, self._recon_fns = {}, {}
     self.previous_clusters = None
     repl = partition.replicated(mesh)
@@ -41,7 +42,7 @@ class Evaluator:
   def _eval_fn(self, n_active):
     if n_active not in self._eval_fns:
       self._eval_fns[n_active] = jax.jit(functools.partial(
-          self.method.eval_step, config=self.config, n_active=n_active))
+          trainer.eval_step, config=self.config, n_active=n_active))
     return self._eval_fns[n_active]
 
   def assignments(self, state, n_active: int, source=None) -> dict[str, np.ndarray]:
@@ -85,7 +86,7 @@ class Evaluator:
   def _recon_fn(self, n_active):
     if n_active not in self._recon_fns:
       self._recon_fns[n_active] = jax.jit(functools.partial(
-          self.method.reconstructions, config=self.config, n_active=n_active))
+          trainer.reconstructions, config=self.config, n_active=n_active))
     return self._recon_fns[n_active]
 
   def images(self, state, n_active: int) -> dict[str, np.ndarray]:
@@ -122,7 +123,7 @@ class Evaluator:
                        per_cluster: int = 5) -> dict[int, dict[str, np.ndarray]]:
     """Per cluster: its ``per_cluster`` lowest-distance members and as many random ones,
     with the prototype warped to each ({k: {'top_raw', 'top_tsf', 'random_raw', 'random_tsf'}})."""
-    assign_fn = jax.jit(functools.partial(self.method.assign, config=self.config,
+    assign_fn = jax.jit(functools.partial(trainer.assign, config=self.config,
                                           n_active=n_active))
     rng = np.random.default_rng(self.config.seed)
     examples = {}
@@ -140,64 +141,6 @@ class Evaluator:
     return examples
 
 
-def format_scores(scores: dict[str, Any]) -> str:
-  names = [n for n in ("ari_fg", "ari", "miou", "acc", "nmi", "loss", "nmi_diff", "psnr",
-                       "recall_4px", "random_recall_4px", "precision_active_4px", "elbo",
-                       "fg_nmi", "fg_ari", "nmi_full", "ari_full", "keypoint_error")
-           if n in scores]
-  return " ".join(f"{n} {scores[n]:.4f}" for n in names)
-
-
-def write_eval(writer, step, prefix, scores, images=None):
-  scalars = {f"{prefix}/{n}": v for n, v in scores.items() if n != "proportions"}
-  scalars.update({f"{prefix}/proportion_{k}": p
-                  for k, p in enumerate(scores.get("proportions", ()))})
-  writer.write_scalars(step, scalars)
-  if images is not None:
-    writer.write_images(step, {name: grids.to_uint8(img)[None] for name, img in images.items()})
-
-
-def save_frame(workdir: str, step: int, images: dict[str, np.ndarray]) -> None:
-  """Keeps each evaluation's image summaries as PNG frames in ``<workdir>/images/``."""
-  if jax.process_index() != 0:
-    return
-  folder = os.path.join(workdir, "images")
-  os.makedirs(folder, exist_ok=True)
-  for name, image in images.items():
-    grids.save_png(os.path.join(folder, f"{name}_{step:08d}.png"), image)
-
-
-def write_final(evaluator, state, stage, writer, workdir: str) -> dict[str, Any]:
-  """The held-out evaluation at the end of a run (DLP, part discovery): scores and
-  pictures to TensorBoard, the pictures as PNG frames and in the workdir, and
-  final_scores.json; returns the scores."""
-  final = evaluator.scores(state, stage)
-  images = evaluator.images(state, stage)
-  step = int(state.step)
-  write_eval(writer, step, "final", final, images)
-  save_frame(workdir, step, images)
-  if jax.process_index() == 0:
-    for name, picture in images.items():
-      grids.save_png(os.path.join(workdir, f"{name}.png"), picture)
-    with open(os.path.join(workdir, "final_scores.json"), "w") as f:
-      json.dump(final, f, indent=1)
-  return final
-
-
-def evolution_gifs(workdir: str, names=("prototypes", "transformed_prototypes")) -> None:
-  """<name>.gif from the saved frames of each picture name, in step order."""
-  from PIL import Image
-  folder = os.path.join(workdir, "images")
-  if not os.path.isdir(folder):
-    return
-  for name in names:
-    paths = sorted(p for p in os.listdir(folder) if p.startswith(name + "_0"))
-    frames = [np.asarray(Image.open(os.path.join(folder, p)), np.float32) / 255.0 for p in paths]
-    frames = [f[..., None] if f.ndim == 2 else f for f in frames]
-    if frames:
-      grids.save_gif(os.path.join(workdir, f"{name}.gif"), frames)
-
-
 def save_final_outputs(workdir: str, state, scores: dict[str, Any],
                        examples: dict[int, dict[str, np.ndarray]]) -> None:
   """Prototype PNGs and evolution GIFs, per-cluster examples, cluster sizes, final scores."""
@@ -210,7 +153,7 @@ def save_final_outputs(workdir: str, state, scores: dict[str, Any],
     grids.save_png(os.path.join(folder, f"prototype{k}.png"), proto)
   grids.save_png(os.path.join(workdir, "prototypes.png"),
                  grids.upscale(grids.make_grid(protos, len(protos)), 4))
-  evolution_gifs(workdir)
+  scores_lib.evolution_gifs(workdir)
   for k, pictures in examples.items():
     cluster_dir = os.path.join(workdir, "clusters", f"cluster{k}")
     os.makedirs(cluster_dir, exist_ok=True)
@@ -221,9 +164,7 @@ def save_final_outputs(workdir: str, state, scores: dict[str, Any],
   with open(os.path.join(workdir, "cluster_sizes.tsv"), "w") as f:
     f.write("cluster\tproportion\n")
     f.writelines(f"{k}\t{p:.6f}\n" for k, p in enumerate(scores["proportions"]))
-  with open(os.path.join(workdir, "final_scores.json"), "w") as f:
-    json.dump({n: (v.tolist() if isinstance(v, np.ndarray) else v) for n, v in scores.items()},
-              f, indent=1)
+  scores_lib.write_scores_json(workdir, scores)
 
 
 def examples_grid(examples: dict[int, dict[str, np.ndarray]], prototypes: np.ndarray) -> np.ndarray:
@@ -241,9 +182,9 @@ def examples_grid(examples: dict[int, dict[str, np.ndarray]], prototypes: np.nda
   return grids.upscale(grids.make_grid(np.stack(rows), width), scale)
 
 
-def create_evaluator(config, method, mesh, source) -> Evaluator:
+def create_evaluator(config, mesh, source) -> Evaluator:
   """The periodic evaluator of DTI-Clustering: a validation subset of the training split."""
-  return Evaluator(config, method, mesh, subset(source, config.eval.subset_size,
+  return Evaluator(config, mesh, subset(source, config.eval.subset_size,
                                                 config.eval.subset_seed))
 
 
@@ -257,7 +198,7 @@ def final_evaluation(evaluator: Evaluator, state, stage, source, writer, workdir
   images = evaluator.images(state, stage)
   images["cluster_examples"] = examples_grid(examples, protos)
   step = int(state.step)
-  write_eval(writer, step, "final", final, images)
-  save_frame(workdir, step, images)
+  scores_lib.write_eval(writer, step, "final", final, images)
+  scores_lib.save_frame(workdir, step, images)
   save_final_outputs(workdir, state, final, examples)
   return final

@@ -20,9 +20,9 @@ import numpy as np
 import optax
 
 from dti_jax import transforms
-from dti_jax.models import dti_clustering as model_lib
+from dti_jax.methods.dti_clustering import model as model_lib
 from dti_jax.nets import resnet
-from dti_jax.ops import gaussian
+from dti_jax.ops import gaussian, reassignment
 
 MODELS = ("dtikmeans", "dtigmm")
 CLUSTER_GROUP = "clusters"
@@ -239,27 +239,10 @@ def step_function(config: ml_collections.ConfigDict, n_active: int, steps_per_ep
                            steps_per_epoch=steps_per_epoch)
 
 
-def copy_rows(tree, empty: jax.Array, source: jax.Array):
-  """Rows k with empty[k] take row ``source`` (every leaf has a leading K axis)."""
-  def copy(x):
-    mask = empty.reshape((-1,) + (1,) * (x.ndim - 1))
-    return jnp.where(mask, x[source][None], x)
-  return jax.tree.map(copy, tree)
-
-
-def map_adam_moments(opt_state, fn):
-  """Applies ``fn`` to the first and second moments of every Adam state in a chain."""
-  def visit(node):
-    if isinstance(node, optax.ScaleByAdamState):
-      return node._replace(mu=fn(node.mu), nu=fn(node.nu))
-    return node
-  return jax.tree.map(visit, opt_state,
-                      is_leaf=lambda n: isinstance(n, optax.ScaleByAdamState))
-
-
 def _copy_adam_rows(opt_state, empty, source):
   """Applies copy_rows to the Adam moments of a chain."""
-  return map_adam_moments(opt_state, lambda tree: copy_rows(tree, empty, source))
+  return reassignment.map_adam_moments(opt_state,
+                                       lambda tree: reassignment.copy_rows(tree, empty, source))
 
 
 def reassign_clusters(state: TrainState, key: jax.Array, *,
@@ -284,7 +267,7 @@ def reassign_clusters(state: TrainState, key: jax.Array, *,
   noise_key, source_key = jax.random.split(key)
   std = config.model.reassign_noise_std
   protos = clusters["prototypes"]
-  copied = copy_rows(protos, empty, source)
+  copied = reassignment.copy_rows(protos, empty, source)
   noise = std * jax.random.normal(noise_key, protos.shape)
   protos = jnp.where(empty.reshape(-1, 1, 1, 1), copied + noise, protos)
   source_noise = std * jax.random.normal(source_key, protos.shape[1:])
@@ -292,9 +275,9 @@ def reassign_clusters(state: TrainState, key: jax.Array, *,
   clusters["prototypes"] = protos
   for name in ("sigmas", "mixing_logits"):
     if name in clusters:
-      clusters[name] = copy_rows(clusters[name], empty, source)
+      clusters[name] = reassignment.copy_rows(clusters[name], empty, source)
 
-  predictor = {name: (copy_rows(tree, empty, source) if name.startswith("head_") else tree)
+  predictor = {name: (reassignment.copy_rows(tree, empty, source) if name.startswith("head_") else tree)
                for name, tree in state.params["predictor"].items()}
   opt_states = {name: (_copy_adam_rows(opt, empty, source)
                        if name == CLUSTER_GROUP or name.startswith("head_") else opt)

@@ -14,8 +14,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from dti_jax.models import dti_sprites
-from dti_jax.ops import compositing
+from dti_jax.methods.dti_sprites import model as dti_sprites
+from dti_jax.methods.dti_sprites import compositing
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,9 +6,7 @@ predicted labels as they are, 'ari_fg' only the ground-truth foreground, uncover
 pixels taking their closest layer (the original's ``eval_with_bkg`` True / False).
 """
 
-import dataclasses
 import functools
-import json
 import os
 from typing import Any
 
@@ -19,24 +17,16 @@ from PIL import Image
 import data_pipelines
 from data_pipelines import procedural
 from dti_jax.metrics import clustering as clustering_metrics
-from dti_jax.metrics import segmentation
-from dti_jax.trainers import dti_sprites, evaluation, partition
+from dti_jax.methods.dti_sprites import segmentation
+from dti_jax.methods.dti_sprites import trainer as dti_sprites
+from dti_jax.run import partition
 from dti_jax.viz import grids
+from dti_jax.run import scores as scores_lib, sources
 
 # Instance colours (tab10) for labels 1..; label 0 (uncovered) is black.
 TAB10 = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],
                   [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127],
                   [188, 189, 34], [23, 190, 207]], np.float32) / 255.0
-
-
-def first_images(source: data_pipelines.ArraySource, count: int) -> data_pipelines.ArraySource:
-  """The first ``count`` images (all when count <= 0), ground truth included."""
-  if count <= 0 or count >= source.num_examples:
-    return source
-  cut = lambda x: None if x is None else x[:count]
-  return dataclasses.replace(source, images=source.images[:count],
-                             labels=source.labels[:count], masks=cut(source.masks),
-                             semantic=cut(source.semantic))
 
 
 def hls_palette(count: int) -> np.ndarray:
@@ -182,19 +172,19 @@ def decomposition_grid(images: np.ndarray, out: dict[str, np.ndarray], k: int) -
   return grids.upscale(grid, max(1, 64 // height))
 
 
-def create_evaluator(config, method, mesh, source) -> SpritesEvaluator:  # pylint: disable=unused-argument
-  return SpritesEvaluator(config, mesh, first_images(source, config.eval.num_images))
+def create_evaluator(config, mesh, source) -> SpritesEvaluator:
+  return SpritesEvaluator(config, mesh, sources.first_images(source, config.eval.num_images))
 
 
 def final_evaluation(evaluator: SpritesEvaluator, state, stage, source, writer,
                      workdir: str) -> dict[str, Any]:
   """Scores the first images of ``source``; writes summaries, PNGs, GIFs and scores."""
-  source = first_images(source, evaluator.config.eval.num_images)
+  source = sources.first_images(source, evaluator.config.eval.num_images)
   final = evaluator.scores(state, stage, source)
   images = evaluator.images(state, stage)
   step = int(state.step)
-  evaluation.write_eval(writer, step, "final", final, images)
-  evaluation.save_frame(workdir, step, images)
+  scores_lib.write_eval(writer, step, "final", final, images)
+  scores_lib.save_frame(workdir, step, images)
   if jax.process_index() == 0:
     save_final_outputs(workdir, evaluator, state, stage, source, final)
   return final
@@ -225,13 +215,11 @@ def save_final_outputs(workdir, evaluator, state, stage, source, scores,
   grids.save_png(os.path.join(workdir, "segmentations.png"),
                  decomposition_grid(images, out, k))
   write_segmentations(os.path.join(workdir, "segmentations"), images, out)
-  evaluation.evolution_gifs(workdir, ("sprites", "decomposition"))
+  scores_lib.evolution_gifs(workdir, ("sprites", "decomposition"))
   with open(os.path.join(workdir, "sprite_usage.tsv"), "w") as f:
     f.write("sprite\tusage\n")
     f.writelines(f"{k}\t{p:.6f}\n" for k, p in enumerate(scores["proportions"]))
-  with open(os.path.join(workdir, "final_scores.json"), "w") as f:
-    json.dump({n: (v.tolist() if isinstance(v, np.ndarray) else v) for n, v in scores.items()},
-              f, indent=1)
+  scores_lib.write_scores_json(workdir, scores)
 
 
 def write_segmentations(folder: str, images: np.ndarray, out: dict[str, np.ndarray],

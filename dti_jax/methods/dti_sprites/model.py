@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from dti_jax.nets import heads, resnet
-from dti_jax.ops import compositing, gaussian
+from dti_jax.methods.dti_sprites import compositing
+from dti_jax.ops import gaussian
 from dti_jax.transforms import affine, placement, projective, tps
 
 

@@ -18,12 +18,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from dti_jax.metrics import segmentation
-from dti_jax.models import dti_sprites as model_lib
-from dti_jax.models import sprites_decomposition as decomposition
+from dti_jax.methods.dti_sprites import segmentation
+from dti_jax.methods.dti_sprites import model as model_lib
+from dti_jax.methods.dti_sprites import decomposition
 from dti_jax.nets import resnet
-from dti_jax.ops import compositing
-from dti_jax.trainers import dti_clustering as shared
+from dti_jax.ops import reassignment
+from dti_jax.methods.dti_sprites import compositing
 
 CLUSTER_GROUPS = ("prototypes", "masks", "backgrounds")
 ENCODER_GROUP = "encoder_net"
@@ -325,7 +325,7 @@ def reassign_clusters(state: TrainState, key: jax.Array, *,
   protos = jnp.where(empty[:, None, None, None], noisy, protos)
   protos = protos.at[source].add(
       jnp.where(any_empty, std * jax.random.normal(source_key, protos.shape[1:]), 0.0))
-  rows = shared.copy_rows
+  rows = reassignment.copy_rows
   sprites["prototypes"] = protos
   sprites["masks"] = rows(sprites["masks"], empty, source)
   head_empty = jnp.concatenate([empty, jnp.zeros((1,), bool)]) if m.add_empty_sprite else empty
@@ -333,11 +333,11 @@ def reassign_clusters(state: TrainState, key: jax.Array, *,
   predictor = {name: (copy_heads(tree) if name.startswith("head_sprite_") else tree)
                for name, tree in state.params["predictor"].items()}
   opt_states = dict(state.opt_states)
-  opt_states["masks"] = shared.map_adam_moments(opt_states["masks"],
+  opt_states["masks"] = reassignment.map_adam_moments(opt_states["masks"],
                                                 lambda t: rows(t, empty, source))
   for name in opt_states:
     if name.startswith("head_sprite_"):
-      opt_states[name] = shared.map_adam_moments(opt_states[name], copy_heads)
+      opt_states[name] = reassignment.map_adam_moments(opt_states[name], copy_heads)
   params = dict(state.params, sprites=sprites, predictor=predictor)
   new_state = state.replace(params=params, opt_states=opt_states,
                             usage_sum=jnp.zeros_like(state.usage_sum),

@@ -11,8 +11,8 @@ import numpy as np
 import threadpoolctl
 from sklearn import cluster
 
-from dti_jax.metrics import parts
-from dti_jax.ops import lab
+from dti_jax.methods.unsup_parts import part_metrics as parts
+from dti_jax.methods.unsup_parts import lab
 
 NUM_PARTS = 4  # K of every published experiment.
 PER_IMAGE_KMEANS_IMAGES = 100

@@ -26,11 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_pipelines import cub_eval, cub_parts
-from dti_jax.metrics import parts
-from dti_jax.models import unsup_parts as model_lib
-from dti_jax.ops.part_sampling import upsample_logits
-from dti_jax.trainers import unsup_parts
-from dti_jax.viz import grids, part_maps
+from dti_jax.methods.unsup_parts import part_metrics as parts
+from dti_jax.methods.unsup_parts import model as model_lib
+from dti_jax.methods.unsup_parts.part_sampling import upsample_logits
+from dti_jax.methods.unsup_parts import trainer as unsup_parts
+from dti_jax.methods.unsup_parts import part_maps
+from dti_jax.viz import grids
 
 PANEL_IMAGES = 8
 PANEL_SIDE = 256

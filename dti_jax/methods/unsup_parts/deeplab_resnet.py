@@ -15,7 +15,7 @@ Both return logits at feature resolution; the caller upsamples them.
 
 ``width`` scales every channel count (64 is ResNet-50; tests use e.g. 4 with the same
 structure and parameter names). Names follow the original's attributes so a torch key
-maps mechanically (``dti_jax.interop.unsup_parts_weights``): ``layer2.0.conv1.weight``
+maps mechanically (``dti_jax.methods.unsup_parts.weights``): ``layer2.0.conv1.weight``
 -> params ``layer2_0/conv1/kernel``, ``layer2.0.downsample.1.running_mean`` ->
 batch_stats ``layer2_0/downsample_bn/mean``, ``layer5.conv2d_list.3.bias`` -> params
 ``layer5/conv3/bias``.

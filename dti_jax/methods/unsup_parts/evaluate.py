@@ -2,7 +2,7 @@
 
   python -m scripts.convert_torch_weights --kind=unsup_parts \
       --input=model_60000.pth --output=cub_model_60000.npz
-  python -m dti_jax.evaluate_parts --config=configs/unsup_parts_cub.py \
+  python -m dti_jax.methods.unsup_parts.evaluate --config=configs/unsup_parts_cub.py \
       --weights=cub_model_60000.npz --out=results/cub_released \
       --config.data.data_dir=data/CUB_200_2011 --config.eval.masks_dir=data/cub_masks
 
@@ -14,7 +14,6 @@ pictures to ``--out``. Nothing is trained; a trained workdir is scored instead w
 ``python -m dti_jax.main ... --config.eval_only=True``.
 """
 
-import json
 import os
 import sys
 
@@ -31,8 +30,9 @@ def evaluate(config, weights: str, out: str) -> dict:
   """Scores of ``weights`` under ``config``'s protocol; writes them and the pictures."""
   import jax  # pylint: disable=import-outside-toplevel
   import data_pipelines  # pylint: disable=import-outside-toplevel
-  from dti_jax.trainers import (parts_evaluation, partition,  # pylint: disable=import-outside-toplevel
-                                unsup_parts)
+  from dti_jax.methods.unsup_parts import evaluation as parts_evaluation
+  from dti_jax.run import partition, scores as scores_lib
+  from dti_jax.methods.unsup_parts import trainer as unsup_parts  # pylint: disable=import-outside-toplevel
   from dti_jax.viz import grids  # pylint: disable=import-outside-toplevel
   if config.get("method") != "unsup_parts":
     raise ValueError(f"--config is a {config.get('method')!r} config, not a part-discovery one")
@@ -42,13 +42,12 @@ def evaluate(config, weights: str, out: str) -> dict:
   if config.eval.protocol == "pixels" and not config.data.name.endswith("_procedural"):
     source = data_pipelines.load_source(config.data.name, data_dir=config.data.data_dir or None,
                                         split=config.eval.split or config.data.split)
-  evaluator = parts_evaluation.create_evaluator(config, None, mesh, source)
+  evaluator = parts_evaluation.create_evaluator(config, mesh, source)
   scores = evaluator.scores(state)
   images = evaluator.images(state)
+  os.makedirs(out, exist_ok=True)
+  scores_lib.write_scores_json(out, scores)
   if jax.process_index() == 0:
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "final_scores.json"), "w") as f:
-      json.dump(scores, f, indent=1)
     for name, picture in images.items():
       grids.save_png(os.path.join(out, f"{name}.png"), picture)
   return scores

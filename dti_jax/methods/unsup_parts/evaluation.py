@@ -6,7 +6,7 @@ part labels on every ground-truth foreground pixel: FG-NMI and FG-ARI x 100 from
 contingency table accumulated over batches. The toy data adds the spec's baselines
 (foreground-box grid and strips, colour k-means), computed once by the same metric
 code and logged beside. Protocol "cub_keypoints" (spec 9.2) scores the part under each
-visible keypoint of the official test split (`dti_jax.trainers.parts_cub`).
+visible keypoint of the official test split (`dti_jax.methods.unsup_parts.cub_evaluation`).
 """
 
 import functools
@@ -17,11 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import data_pipelines
-from dti_jax.metrics import part_baselines, parts
-from dti_jax.models import unsup_parts as model_lib
-from dti_jax.trainers import evaluation, partition, sprites_evaluation, unsup_parts
-from dti_jax.transforms import equivariance
-from dti_jax.viz import grids, part_maps
+from dti_jax.methods.unsup_parts import baselines as part_baselines, part_metrics as parts
+from dti_jax.methods.unsup_parts import model as model_lib
+from dti_jax.methods.unsup_parts import trainer as unsup_parts
+from dti_jax.run import partition
+from dti_jax.methods.unsup_parts import equivariance
+from dti_jax.methods.unsup_parts import part_maps
+from dti_jax.viz import grids
+from dti_jax.run import scores as scores_lib, sources
 
 PANEL_IMAGES = 8
 PAIR_IMAGES = 4
@@ -37,7 +40,7 @@ def heldout_source(config, source) -> data_pipelines.ArraySource:
     source = data_pipelines.load_source(config.data.name, data_dir=config.data.data_dir or None,
                                         split=e.split)
   count = min(e.num_images, source.num_examples) if e.num_images > 0 else source.num_examples
-  return sprites_evaluation.first_images(source, count)
+  return sources.first_images(source, count)
 
 
 class PartsEvaluator:
@@ -140,7 +143,7 @@ class PartsEvaluator:
     del stage
     k = self.config.model.num_parts
     count = min(PANEL_IMAGES, self.source.num_examples)
-    first = sprites_evaluation.first_images(self.source, count)
+    first = sources.first_images(self.source, count)
     host_batch, probabilities = next(self.probabilities(state, first))
     probabilities = np.asarray(probabilities)[:count]
     images = host_batch["image"][:count]
@@ -176,9 +179,9 @@ class PartsEvaluator:
     return pictures
 
 
-def create_evaluator(config, method, mesh, source):  # pylint: disable=unused-argument
+def create_evaluator(config, mesh, source):
   if config.eval.protocol == "cub_keypoints":
-    from dti_jax.trainers import parts_cub
+    from dti_jax.methods.unsup_parts import cub_evaluation as parts_cub
     return parts_cub.CubEvaluator(config, mesh, source)
   if config.eval.protocol != "pixels":
     raise ValueError(f"config.eval.protocol={config.eval.protocol!r} is not 'pixels' or "
@@ -190,4 +193,4 @@ def final_evaluation(evaluator, state, stage, source, writer,
                      workdir: str) -> dict[str, Any]:
   """Scores the held-out images; writes summaries, the pictures and final_scores.json."""
   del source
-  return evaluation.write_final(evaluator, state, stage, writer, workdir)
+  return scores_lib.write_final(evaluator, state, stage, writer, workdir)

@@ -10,7 +10,7 @@ foreground mask. Each network has its own input normalisation (spec 3, 13.4):
 * segmenter "deeplab": RGB in 0..255 minus the Caffe BGR means (no scaling, RGB order as
   the original feeds it); "toy": (x - 0.5) * 2 of x in [0, 1];
 * phi: x in [0, 1] with ImageNet mean/std;
-* visual consistency: CIE Lab of the clean image (`dti_jax.ops.lab`).
+* visual consistency: CIE Lab of the clean image (`dti_jax.methods.unsup_parts.lab`).
 """
 
 from typing import Any
@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dti_jax.nets import deeplab_resnet, random_vgg, vgg19_features
-from dti_jax.ops.resize import resize_align_corners
+from dti_jax.methods.unsup_parts import deeplab_resnet, random_vgg, vgg19_features
+from dti_jax.methods.unsup_parts.resize import resize_align_corners
 
 CAFFE_MEANS = np.array([104.00698793, 116.66876762, 122.67891434], np.float32)
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)

@@ -1,8 +1,8 @@
 """Writes part maps of a folder of new images with a trained (or converted) segmenter.
 
-  python -m dti_jax.segment_parts --workdir=workdirs/parts_toy --images=my_birds \
+  python -m dti_jax.methods.unsup_parts.segment --workdir=workdirs/parts_toy --images=my_birds \
       --out=part_maps
-  python -m dti_jax.segment_parts --config=configs/unsup_parts_cub.py \
+  python -m dti_jax.methods.unsup_parts.segment --config=configs/unsup_parts_cub.py \
       --weights=cub_model_60000.npz --images=my_birds --out=part_maps [--masks=my_masks]
 
 Each image is resized so that its shorter side is ``--side`` (default: 64 for the toy
@@ -31,21 +31,11 @@ CUT_MULTIPLE = 16
 def load_workdir(workdir: str):
   """(config, state) of the latest checkpoint of a part-discovery workdir."""
   import jax  # pylint: disable=import-outside-toplevel
-  import ml_collections  # pylint: disable=import-outside-toplevel
-  from dti_jax.trainers import checkpointing, unsup_parts  # pylint: disable=import-outside-toplevel
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
-    raise ValueError(f"{config_path} not found: --workdir must be a trained workdir")
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if config.method != "unsup_parts":
-    raise ValueError(f"{workdir} holds a {config.method!r} model, not a part-discovery one")
-  manager = checkpointing.create_manager(workdir)
-  restored = checkpointing.restore_latest(manager, unsup_parts.abstract_state(config))
-  manager.close()
-  if restored is None:
-    raise ValueError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
-  return config, jax.device_get(restored[0])
+  from dti_jax.methods.unsup_parts import trainer as unsup_parts  # pylint: disable=import-outside-toplevel
+  from dti_jax.run import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  config = workdir_lib.read_config(workdir, "unsup_parts")
+  state, _ = workdir_lib.restore_trained(workdir, unsup_parts.abstract_state(config))
+  return config, jax.device_get(state)
 
 
 def read_image(path: str, side: int, mode: str = "RGB"):
@@ -72,8 +62,9 @@ def segment_folder(config, state, images_dir: str, out_dir: str, masks_dir: str 
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   from PIL import Image  # pylint: disable=import-outside-toplevel
-  from dti_jax.trainers import unsup_parts  # pylint: disable=import-outside-toplevel
-  from dti_jax.viz import grids, part_maps  # pylint: disable=import-outside-toplevel
+  from dti_jax.methods.unsup_parts import trainer as unsup_parts  # pylint: disable=import-outside-toplevel
+  from dti_jax.methods.unsup_parts import part_maps  # pylint: disable=import-outside-toplevel
+  from dti_jax.viz import grids
   if not os.path.isdir(images_dir):
     raise ValueError(f"--images={images_dir!r} is not a folder")
   names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
@@ -112,7 +103,7 @@ def main(argv: list[str]) -> None:
     if FLAGS["workdir"].value is not None:
       config, state = load_workdir(FLAGS["workdir"].value)
     else:
-      from dti_jax.trainers import unsup_parts  # pylint: disable=import-outside-toplevel
+      from dti_jax.methods.unsup_parts import trainer as unsup_parts  # pylint: disable=import-outside-toplevel
       if FLAGS["config"].value is None:
         sys.exit("error: --weights needs --config (the model's config)")
       config = FLAGS["config"].value

@@ -21,12 +21,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from dti_jax.interop import unsup_parts_weights
-from dti_jax.models import part_losses
-from dti_jax.models import unsup_parts as model_lib
-from dti_jax.nets import deeplab_resnet, random_vgg, vgg19_features
-from dti_jax.ops.lab import rgb_to_lab
-from dti_jax.transforms import color_jitter, equivariance
+from dti_jax.methods.unsup_parts import weights as unsup_parts_weights
+from dti_jax.methods.unsup_parts import losses as part_losses
+from dti_jax.methods.unsup_parts import model as model_lib
+from dti_jax.methods.unsup_parts import deeplab_resnet, random_vgg, vgg19_features
+from dti_jax.methods.unsup_parts.lab import rgb_to_lab
+from dti_jax.methods.unsup_parts import color_jitter, equivariance
 
 Stage = str
 BATCH_KEYS = ("image", "mask")
@@ -90,11 +90,6 @@ def describe_stage(config, stage: Stage) -> str:
   return "training (feature, visual-consistency, contrastive and equivariance losses)"
 
 
-def reassign_allowed(stage: Stage) -> bool:
-  del stage
-  return False
-
-
 def stage_scalars(stage: Stage) -> dict[str, int]:
   del stage
   return {}
@@ -102,12 +97,6 @@ def stage_scalars(stage: Stage) -> dict[str, int]:
 
 def stage_meta(stage: Stage) -> dict[str, Any]:
   return {"stage": stage}
-
-
-def reassign_clusters(state, key, *, config):
-  """Part discovery has no clusters to reassign (the loop never calls this)."""
-  del key, config
-  return state, jnp.int32(0)
 
 
 def learning_rate(config: ml_collections.ConfigDict, step) -> jax.Array:

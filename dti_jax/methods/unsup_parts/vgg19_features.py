@@ -10,7 +10,7 @@ only; the chain continues on the unweighted tensor. No L2 normalisation. Input: 
 The weights are the 16 convs of torchvision's ``features`` (3x3, padding 1, bias),
 named conv{block}_{i} (``features.0`` is conv1_1, ``features.34`` conv5_4), converted
 offline by scripts/convert_torch_weights.py --kind=vgg19 and read by
-``dti_jax.interop.unsup_parts_weights.load_vgg19``. They are a plain dict
+``dti_jax.methods.unsup_parts.weights.load_vgg19``. They are a plain dict
 {"conv1_1": {"kernel": HWIO, "bias"}, ...} of constants: never trained, no gradient
 reaches them.
 """

@@ -14,7 +14,7 @@ Three kinds of ``torch.save`` file are converted (read without torch by
 
 DataParallel's ``module.`` is removed from every key and ``*.num_batches_tracked`` is
 dropped. The .npz keys are "/"-joined flax paths, collection first. Segmenter
-(``dti_jax.nets.deeplab_resnet.DeepLabV2ResNet50``), with L = 1..4, B the block, N = 1..3:
+(``dti_jax.methods.unsup_parts.deeplab_resnet.DeepLabV2ResNet50``), with L = 1..4, B the block, N = 1..3:
 
   conv1.weight                        params/conv1/kernel
   bn1.{weight,bias}                   params/bn1/{scale,bias}
@@ -25,7 +25,7 @@ dropped. The .npz keys are "/"-joined flax paths, collection first. Segmenter
   layerL.0.downsample.1.*             params|batch_stats/layerL_0/downsample_bn/...
   layer5.conv2d_list.i.{weight,bias}  params/layer5/conv{i}/{kernel,bias}, i = 0..3
 
-VGG-19 (``dti_jax.nets.vgg19_features``): ``features.{j}.{weight,bias}`` ->
+VGG-19 (``dti_jax.methods.unsup_parts.vgg19_features``): ``features.{j}.{weight,bias}`` ->
 ``params/conv{block}_{n}/{kernel,bias}`` for the conv indices j = 0, 2, 5, ..., 34.
 
 Conv weights go (O, I, kh, kw) -> (kh, kw, I, O); vectors are copied; everything is
@@ -40,8 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dti_jax.nets import deeplab_resnet
-from dti_jax.nets import vgg19_features
+from dti_jax.methods.unsup_parts import deeplab_resnet
+from dti_jax.methods.unsup_parts import vgg19_features
 
 KINDS = ("resnet50_caffe", "vgg19", "unsup_parts")
 COMMAND = "python -m scripts.convert_torch_weights --kind={kind} --input={input} --output={output}"
