@@ -21,6 +21,9 @@ def deepcluster_config() -> ml_collections.ConfigDict:
   config.data.name = "tfds_stream"     # or image_folder_stream with data_dir
   config.data.tfds_name = "imagenet2012"
   config.data.split = "train"
+  config.data.final_eval_split = ""    # "" = the training split
+  config.data.image_size = 0           # in-memory sources: native size
+  config.data.channels = 0
   config.data.data_dir = ""
   config.data.num_examples = 0         # procedural sources only
   config.data.resize_size = 256        # feature pass: Resize(256) + CenterCrop(224)
@@ -59,7 +62,9 @@ def deepcluster_config() -> ml_collections.ConfigDict:
   config.eval.knn_k = 20
   config.eval.probe_train_size = 4000
   config.eval.nmi_seeds = 3
+  config.eval.every_steps = 0          # 0: scored once, at the end (with random init)
 
   config.log = ml_collections.ConfigDict()
   config.log.every_steps = 500
+  config.log.checkpoint_every_steps = 0  # 0: at the end of every epoch
   return config

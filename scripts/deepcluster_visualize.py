@@ -8,7 +8,8 @@
 architecture and the data. For each channel of ``--channels`` (start:stop, or one index)
 of conv layer ``--layer`` (1-based) it writes to ``--output``
 
-  conv{L}_filters.png  one gradient-ascent image per channel (``dti_jax.methods.deepcluster.filters``:
+  conv{L}_filters.png  one gradient-ascent image per channel
+                       (``dti_jax.methods.deepcluster.filters``:
                        the original's noise start, normalised-gradient steps, blur),
                        on the input shape of the config's dataset;
   conv{L}_top9.png     one row per channel: the 9 dataset images with the highest
@@ -103,14 +104,15 @@ def visualize(config, weights: str, layer: int, channels: range, output: str, *,
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   # pylint: disable-next=import-outside-toplevel
-  from dti_jax.methods.deepcluster import trainer as deepcluster, data as deepcluster_data
+  from dti_jax.methods.deepcluster import data as deepcluster_data, network as network_lib
+  from dti_jax.run import sources  # pylint: disable=import-outside-toplevel
   from dti_jax.run import reporting
   from dti_jax.methods.deepcluster import filters  # pylint: disable=import-outside-toplevel
   from dti_jax.viz import grids
 
-  source = deepcluster_data.load_data(config)
-  image_shape = deepcluster_data.input_shape(config, source)
-  network = deepcluster.create_network(config)
+  source = sources.load_source(config, config.data.split)
+  image_shape = sources.image_shape(config, source)
+  network = network_lib.create_network(config)
   widths = filters.conv_widths(network, image_shape)
   arch = config.model.arch
   if not 1 <= layer <= len(widths):
@@ -119,7 +121,7 @@ def visualize(config, weights: str, layer: int, channels: range, output: str, *,
   if channels.stop > widths[layer - 1]:
     raise ValueError(f"--channels={channels.start}:{channels.stop} is out of range: "
                      f"conv{layer} of {arch} has channels 0..{widths[layer - 1] - 1}")
-  variables = jax.device_put(deepcluster.load_variables(weights))
+  variables = jax.device_put(network_lib.load_variables(weights))
 
   key = jax.random.key(config.seed)
   synthesized = []
@@ -134,7 +136,7 @@ def visualize(config, weights: str, layer: int, channels: range, output: str, *,
                       f"in {time.perf_counter() - start:.1f} s")
   synthesized = np.concatenate(synthesized)                                 # [n, H, W, C]
 
-  batches = ({**batch, "image": deepcluster.normalize(config, jnp.asarray(batch["image"]))}
+  batches = ({**batch, "image": network_lib.normalize(config, jnp.asarray(batch["image"]))}
              for batch in deepcluster_data.ordered_image_batches(config, source,
                                                             batch_size or None))
   ids, _ = filters.top_activating(network, variables, layer, batches, count=TOP)

@@ -80,9 +80,9 @@ def restore_latest(manager: ocp.CheckpointManager, template: Any) -> tuple[Any, 
 
   Newer checkpoints whose files fail to decode while an older one loads are corrupt:
   each is renamed aside with a warning naming it. Any other error while reading raises
-  an OSError naming the checkpoint, and nothing is moved. When none loads, or the one that loads holds
-  arrays of other shapes than ``template`` (another model), a ValueError is raised and
-  nothing is moved.
+  an OSError naming the checkpoint, and nothing is moved. When none loads, or the one
+  that loads holds arrays of other shapes than ``template`` (another model), a
+  ValueError is raised and nothing is moved.
   """
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
   failures = []

@@ -46,7 +46,7 @@ def train_and_evaluate(method: method_lib.Method, config: ml_collections.ConfigD
   With ``config.eval_only`` the latest checkpoint is scored without training.
   """
   source = sources.load_source(config, config.data.split)
-  method.validate(config, source.image_shape)
+  method.validate(config, sources.image_shape(config, source))
   mesh = partition.create_mesh(num_devices)
   batch_size = config.train.batch_size
   partition.check_batch_size(batch_size, mesh, "config.train.batch_size")
@@ -56,7 +56,7 @@ def train_and_evaluate(method: method_lib.Method, config: ml_collections.ConfigD
     raise ValueError(f"config.train.batch_size={batch_size} exceeds the dataset size "
                      f"({source.num_examples} images of {config.data.name})")
   total_steps = total_steps_of(config, steps_per_epoch)
-  reporting.console(f"data: {data_pipelines.describe(source)}; {steps_per_epoch} steps/epoch, "
+  reporting.console(f"data: {sources.describe(source)}; {steps_per_epoch} steps/epoch, "
                     f"{total_steps} steps on {mesh.size} device(s) ({jax.devices()[0].platform})")
 
   repl = partition.replicated(mesh)
@@ -87,8 +87,8 @@ def train_and_evaluate(method: method_lib.Method, config: ml_collections.ConfigD
   if not config.eval_only:
     with _StopSignals() as stop:
       try:
-        state = _train(config, workdir, method, mesh, source, state, train_key,
-                       steps_per_epoch, manager, writer, evaluator, progress, stop)
+        state = _Training(config, workdir, method, mesh, source, train_key, steps_per_epoch,
+                          manager, writer, evaluator, progress, stop).run(state)
       finally:
         manager.wait_until_finished()
         writer.flush()
@@ -178,91 +178,132 @@ def _check_finite(state, first_bad: jax.Array, step: int, manager) -> None:
                            "then rerun to resume from that checkpoint")
 
 
-def _train(config, workdir, method, mesh, source, state, train_key, steps_per_epoch, manager,
-           writer, evaluator, progress, stop):
-  """Runs the remaining steps of the schedule (or until ``stop``); returns the state."""
-  repl, data_sh = partition.replicated(mesh), partition.data_sharding(mesh)
-  batch_size = config.train.batch_size
-  total_steps = total_steps_of(config, steps_per_epoch)
-  step_fns = {}
+class _Training:
+  """The remaining steps of one run: data, steps, hooks, logging, evaluation and
+  checkpoints at their cadence (``log.checkpoint_every_steps`` <= 0: at each epoch's
+  end; ``eval.every_steps`` <= 0: only the final evaluation)."""
 
-  def step_fn(stage):
-    if stage not in step_fns:
-      step_fns[stage] = jax.jit(method.step_function(config, stage, steps_per_epoch),
-                                in_shardings=(repl, data_sh), out_shardings=(repl, repl),
-                                donate_argnums=0)
-    return step_fns[stage]
+  def __init__(self, config, workdir, method, mesh, source, train_key, steps_per_epoch,
+               manager, writer, evaluator, progress, stop):
+    self.config, self.workdir, self.method, self.mesh = config, workdir, method, mesh
+    self.source, self.train_key, self.steps_per_epoch = source, train_key, steps_per_epoch
+    self.manager, self.writer, self.evaluator = manager, writer, evaluator
+    self.progress, self.stop = progress, stop
+    self.total_steps = total_steps_of(config, steps_per_epoch)
+    self.step_fns = {}
+    self.after_step = (method.after_step_function(config, mesh)
+                       if isinstance(method, method_lib.AfterStepHook) else None)
+    self.epoch_start = (method.epoch_start_function(config, mesh, source)
+                        if isinstance(method, method_lib.EpochStartHook) else None)
+    self.sums, self.loss_count, self.stage = {}, 0, None  # metric sums since the last log
+    self.first_bad = jnp.int32(-1)
 
-  after_step = (method.after_step_function(config, mesh)
-                if isinstance(method, method_lib.AfterStepHook) else None)
-  step = int(state.step)
-  sums, loss_count, stage_now = {}, 0, None  # metric sums since the last log step
-  first_bad, stopping = jnp.int32(-1), False
-  multi_host = jax.process_count() > 1
+  def step_fn(self, stage):
+    """The jitted step of a stage, compiled on first use."""
+    if stage not in self.step_fns:
+      repl, data_sh = partition.replicated(self.mesh), partition.data_sharding(self.mesh)
+      self.step_fns[stage] = jax.jit(
+          self.method.step_function(self.config, stage, self.steps_per_epoch),
+          in_shardings=(repl, data_sh), out_shardings=(repl, repl), donate_argnums=0)
+    return self.step_fns[stage]
 
-  def save_checkpoint():
-    _check_finite(state, first_bad, step, manager)
+  def epoch_batches(self, state, epoch: int, start_batch: int):
+    """(state, this process's host batches of the epoch from ``start_batch`` on)."""
+    if self.epoch_start is None:
+      return state, data_pipelines.train_batches(
+          self.source, global_batch_size=self.config.train.batch_size,
+          seed=self.config.seed, epoch=epoch, start_batch=start_batch,
+          process_index=jax.process_index(), process_count=jax.process_count())
+    state, batches, scalars, message = self.epoch_start(state, epoch, start_batch)
+    self.write(epoch * self.steps_per_epoch, scalars, message)
+    return state, batches
+
+  def write(self, step: int, scalars: dict[str, Any], message: str) -> None:
+    """A hook's scalars (arrays as histograms) and console message."""
+    histograms = {name: value for name, value in scalars.items() if np.ndim(value) > 0}
+    if len(histograms) < len(scalars):
+      self.writer.write_scalars(step, {name: value for name, value in scalars.items()
+                                       if name not in histograms})
+    if histograms:
+      self.writer.write_histograms(step, histograms)
+    if message:
+      reporting.console(message)
+
+  def run(self, state):
+    """Trains until the schedule ends or a stop signal; returns the state."""
+    step = int(state.step)
+    multi_host = jax.process_count() > 1
+    while step < self.total_steps:
+      epoch, start_batch = divmod(step, self.steps_per_epoch)
+      state, batches = self.epoch_batches(state, epoch, start_batch)
+      for host_batch in batches:
+        state, step = self.train_one(state, step, host_batch)
+        stopping = ((not multi_host or step % self.config.log.every_steps == 0)
+                    and self.stop.requested())
+        every = self.config.log.checkpoint_every_steps
+        due = step % every == 0 if every > 0 else step % self.steps_per_epoch == 0
+        if due or step == self.total_steps or stopping:
+          self.save(state, step)
+        if step >= self.total_steps or stopping:
+          return state
+    return state
+
+  def train_one(self, state, step: int, host_batch):
+    """One step with its hook, logging and evaluation; returns (state, step)."""
+    config, method = self.config, self.method
+    stage = method.stage_at(config, step, self.steps_per_epoch)
+    if stage != self.stage:
+      self.stage = stage
+      reporting.console(f"step {step}: {method.describe_stage(config, stage)}")
+    batch = partition.to_global({name: host_batch[name] for name in method.BATCH_KEYS},
+                                self.mesh)
+    state, metrics = self.step_fn(stage)(state, batch)
+    step += 1
+    self.first_bad = _first_nonfinite(self.first_bad, metrics["loss"], step)
+    self.sums = {name: self.sums.get(name, 0.0) + value for name, value in metrics.items()
+                 if name != "learning_rate"}
+    self.loss_count += 1
+    if self.after_step is not None:
+      state, scalars, message = self.after_step(state, step, stage, self.train_key)
+      self.write(step, scalars, message)
+    if step % config.log.every_steps == 0 or step == self.total_steps:
+      self.log(state, step, metrics)
+    every = config.eval.every_steps
+    if every > 0 and step % every == 0 and step < self.total_steps:
+      self.evaluate(state, step)
+    return state, step
+
+  def log(self, state, step: int, metrics) -> None:
+    """Means of the metrics since the last log, to TensorBoard and the console."""
+    means = {name: float(value) / self.loss_count for name, value in self.sums.items()}
+    loss = means["loss"]
+    if not np.isfinite(loss):
+      _check_finite(state, self.first_bad, step, self.manager)
+    speed = self.progress.update(step)
+    self.writer.write_scalars(step, {
+        **{f"train/{n}": v for n, v in means.items()},
+        "train/learning_rate": float(metrics["learning_rate"]),
+        **self.method.stage_scalars(self.stage),
+        **{f"train/{n}": v for n, v in speed.items()}})
+    reporting.console(f"step {step}/{self.total_steps} epoch {step / self.steps_per_epoch:.1f} "
+                      f"loss {loss:.5f} | {speed['steps_per_sec']:.2f} steps/s | "
+                      f"ETA {speed['eta_minutes']:.1f} min")
+    self.sums, self.loss_count = {}, 0
+
+  def evaluate(self, state, step: int) -> None:
     start = time.perf_counter()
-    checkpointing.save(manager, step, state, {
-        "step": step, "image_shape": list(source.image_shape), **method.stage_meta(stage_now)})
-    progress.pause(time.perf_counter() - start)
+    scores = self.evaluator.scores(state, self.stage)
+    images = self.evaluator.images(state, self.stage)
+    scores_lib.write_eval(self.writer, step, "eval", scores, images)
+    scores_lib.save_frame(self.workdir, step, images)
+    reporting.console(f"eval @ step {step} ({self.progress.elapsed_minutes():.1f} min): "
+                      f"{scores_lib.format_scores(scores)}")
+    self.progress.pause(time.perf_counter() - start)
 
-  while step < total_steps:
-    epoch, start_batch = divmod(step, steps_per_epoch)
-    for host_batch in data_pipelines.train_batches(
-        source, global_batch_size=batch_size, seed=config.seed, epoch=epoch,
-        start_batch=start_batch, process_index=jax.process_index(),
-        process_count=jax.process_count()):
-      stage = method.stage_at(config, step, steps_per_epoch)
-      if stage != stage_now:
-        stage_now = stage
-        reporting.console(f"step {step}: {method.describe_stage(config, stage)}")
-      batch = partition.to_global({name: host_batch[name] for name in method.BATCH_KEYS}, mesh)
-      state, metrics = step_fn(stage_now)(state, batch)
-      step += 1
-      first_bad = _first_nonfinite(first_bad, metrics["loss"], step)
-      sums = {name: sums.get(name, 0.0) + value for name, value in metrics.items()
-              if name != "learning_rate"}
-      loss_count += 1
-
-      if after_step is not None:
-        state, hook_scalars, message = after_step(state, step, stage_now, train_key)
-        if hook_scalars:
-          writer.write_scalars(step, hook_scalars)
-        if message:
-          reporting.console(message)
-
-      if step % config.log.every_steps == 0 or step == total_steps:
-        means = {name: float(value) / loss_count for name, value in sums.items()}
-        loss = means["loss"]
-        if not np.isfinite(loss):
-          _check_finite(state, first_bad, step, manager)
-        speed = progress.update(step)
-        writer.write_scalars(step, {**{f"train/{n}": v for n, v in means.items()},
-                                    "train/learning_rate":
-                                    float(metrics["learning_rate"]),
-                                    **method.stage_scalars(stage_now), **{
-                                        f"train/{n}": v for n, v in speed.items()}})
-        reporting.console(f"step {step}/{total_steps} epoch {step / steps_per_epoch:.1f} "
-                          f"loss {loss:.5f} | {speed['steps_per_sec']:.2f} steps/s | "
-                          f"ETA {speed['eta_minutes']:.1f} min")
-        sums, loss_count = {}, 0
-
-      if step % config.eval.every_steps == 0 and step < total_steps:
-        start = time.perf_counter()
-        scores = evaluator.scores(state, stage_now)
-        images = evaluator.images(state, stage_now)
-        scores_lib.write_eval(writer, step, "eval", scores, images)
-        scores_lib.save_frame(workdir, step, images)
-        reporting.console(f"eval @ step {step} ({progress.elapsed_minutes():.1f} min): "
-                          f"{scores_lib.format_scores(scores)}")
-        progress.pause(time.perf_counter() - start)
-
-      stopping = (not multi_host or step % config.log.every_steps == 0) and stop.requested()
-      if step % config.log.checkpoint_every_steps == 0 or step == total_steps or stopping:
-        save_checkpoint()
-      if step >= total_steps or stopping:
-        break
-    if stopping:
-      break
-  return state
+  def save(self, state, step: int) -> None:
+    _check_finite(state, self.first_bad, step, self.manager)
+    start = time.perf_counter()
+    checkpointing.save(self.manager, step, state, {
+        "step": step, "image_shape": list(sources.image_shape(self.config, self.source)),
+        **self.method.stage_meta(self.stage)})
+    self.progress.pause(time.perf_counter() - start)

@@ -8,10 +8,11 @@ none does not define them, and the loop checks with ``isinstance`` against the h
 protocol (``runtime_checkable`` checks that the names exist, which a module satisfies).
 """
 
-from typing import Any, Callable, Hashable, Protocol, runtime_checkable
+from typing import Any, Callable, Hashable, Iterator, Protocol, runtime_checkable
 
 import jax
 import ml_collections
+import numpy as np
 
 Config = ml_collections.ConfigDict
 State = Any                       # a flax struct dataclass with at least ``step`` and ``params``
@@ -70,6 +71,24 @@ class AfterStepHook(Protocol):
     """A function of (state, step, stage, key) -> (state, scalars, message) that the
     loop calls after every step with the run's training key (fold the step into it);
     the loop logs the scalars and prints a non-empty message."""
+
+
+EpochStart = Callable[[State, int, int],
+                      tuple[State, Iterator[dict[str, np.ndarray]], dict[str, Any], str]]
+
+
+@runtime_checkable
+class EpochStartHook(Protocol):
+  """A method that prepares each epoch and draws its batches (DeepCluster's clustering
+  and sampler)."""
+
+  def epoch_start_function(self, config: Config, mesh: jax.sharding.Mesh, source: Any
+                           ) -> EpochStart:
+    """A function of (state, epoch, start_batch) -> (state, host batches, scalars,
+    message) that the loop calls before an epoch's first step, and with start_batch > 0
+    when a run resumes inside an epoch; the batches replace the loop's shuffled ones
+    (this process's rows of each global batch, from start_batch on). Scalars that are
+    arrays are logged as histograms."""
 
 
 MEMBERS = tuple(sorted(set(Method.__annotations__) | {

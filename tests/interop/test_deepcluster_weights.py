@@ -19,7 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from dti_jax.methods.deepcluster import weights as deepcluster_weights
 from dti_jax.interop import torch_files
-from dti_jax.methods.deepcluster import trainer as deepcluster
+from dti_jax.methods.deepcluster import network as network_lib
 from scripts import convert_deepcluster_checkpoint
 from tests.interop import torch_writer
 
@@ -142,7 +142,7 @@ def test_cli_writes_a_file_that_load_variables_runs(tiny, tmp_path):
               and "num_batches" not in k)
   assert result.stdout.strip() == (f"alexnet epoch 7: {count:,} parameters, fc width 16, "
                                    f"top layer k=5 -> {output}")
-  variables = deepcluster.load_variables(output)
+  variables = network_lib.load_variables(output)
   _, features, _ = _run(variables, tiny["images_nhwc"])
   _assert_close(features, tiny["fc7"])
   with open(output, "rb") as f:

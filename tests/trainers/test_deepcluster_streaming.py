@@ -12,7 +12,7 @@ from configs import deepcluster_alexnet, deepcluster_mnist
 import data_pipelines
 from dti_jax.ops import kmeans as kmeans_lib
 from dti_jax.ops import pca as pca_lib
-from dti_jax.methods.deepcluster import trainer as deepcluster, data as deepcluster_data
+from dti_jax.methods.deepcluster import clustering, data as deepcluster_data, trainer
 from dti_jax.run import partition
 
 
@@ -64,16 +64,16 @@ def test_feature_pass_stays_sharded_and_clusters_as_on_the_host():
   config = deepcluster_mnist.get_config("smoke")
   source = data_pipelines.load_source("digits_embedded")
   mesh = partition.create_mesh(4)
-  run = deepcluster.DeepCluster(config, mesh)
-  state = jax.device_put(run.create_state(jax.random.key(0), (8, 8, 1), source.num_examples),
-                         partition.replicated(mesh))
-  features = run.feature_pass(state, deepcluster_data.ordered_image_batches(config, source),
+  run = clustering.FeatureExtractor(config, mesh)
+  variables = jax.device_put(trainer.init_arrays(config, source)["variables"],
+                             partition.replicated(mesh))
+  features = run.feature_pass(variables, deepcluster_data.ordered_image_batches(config, source),
                               source.num_examples)
   np.testing.assert_array_equal(features.labels, source.labels)
   for chunk in features.chunks:  # each device holds only its quarter of a 504-row batch
     assert len(chunk.addressable_shards) == 4
     assert {shard.data.shape for shard in chunk.addressable_shards} == {(126, 256)}
-  assignment, loss = deepcluster.cluster(config, run, features, seed=5)
+  assignment, loss = clustering.cluster(config, run, features, seed=5)
   host = features.to_host()
   assert host.shape == (1797, 256)
   whitening = pca_lib.fit(pca_lib.statistics(host), config.cluster.pca_dim)

@@ -10,7 +10,7 @@ import pytest
 
 from dti_jax import methods
 from configs import deepcluster_alexnet, deepcluster_linear_probe
-from dti_jax.methods.deepcluster import trainer as deepcluster, linear_probe
+from dti_jax.methods.deepcluster import linear_probe, network as network_lib
 
 
 def _torch_avg_pool(x, kernel, stride, pad):
@@ -31,7 +31,7 @@ def test_average_pool_counts_the_padding(kernel, stride, pad, side):
 
 def test_alexnet_taps_pool_to_the_originals_sizes():
   config = deepcluster_alexnet.get_config()
-  network = deepcluster.create_network(config)
+  network = network_lib.create_network(config)
   variables = jax.eval_shape(lambda: network.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)),
                                                   False))
   dims = [jax.eval_shape(lambda v: linear_probe.pooled_features(
@@ -57,7 +57,7 @@ def test_learning_rate_decay_and_ten_crops():
 
 def test_mnist_probe_learns_and_resumes_bit_identical(tmp_path):
   config = deepcluster_linear_probe.get_config("mnist,conv2")
-  network = deepcluster.create_network(config)
+  network = network_lib.create_network(config)
   variables = network.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), False)
   weights = tmp_path / "random.msgpack"
   weights.write_bytes(flax.serialization.msgpack_serialize(jax.device_get(dict(variables))))

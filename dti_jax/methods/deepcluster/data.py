@@ -1,30 +1,14 @@
 """DeepCluster's data: in-memory or streamed (ImageNet) images, in dataset order for the
 feature pass and in the sampler's draw order for training, each process its rows."""
 
+import itertools
 from typing import Iterator
 
 import jax
 import ml_collections
 import numpy as np
 
-import data_pipelines
 from data_pipelines import streaming
-
-
-def load_data(config: ml_collections.ConfigDict):
-  """The training images: an in-memory ArraySource, or a StreamingSource (ImageNet)."""
-  d = config.data
-  if d.name in streaming.STREAMING_NAMES:
-    return streaming.load(d.name, data_dir=d.data_dir or None, tfds_name=d.get("tfds_name", ""),
-                          split=d.get("split", "train"))
-  return data_pipelines.load_source(d.name, data_dir=d.data_dir or None,
-                                    num_examples=d.get("num_examples") or None)
-
-
-def input_shape(config: ml_collections.ConfigDict, source) -> tuple[int, int, int]:
-  if isinstance(source, streaming.StreamingSource):
-    return (config.data.crop_size, config.data.crop_size, 3)
-  return source.image_shape
 
 
 def ordered_image_batches(config: ml_collections.ConfigDict, source,
@@ -61,22 +45,26 @@ def ordered_image_batches(config: ml_collections.ConfigDict, source,
 
 
 def training_batches(config: ml_collections.ConfigDict, source, draws: np.ndarray,
-                     draw_labels: np.ndarray, epoch: int) -> Iterator[dict[str, np.ndarray]]:
-  """This process's rows of len(draws) // batch_size training batches, in draw order.
+                     draw_labels: np.ndarray, epoch: int, start_batch: int = 0
+                     ) -> Iterator[dict[str, np.ndarray]]:
+  """This process's rows of len(draws) // batch_size training batches, in draw order,
+  from batch ``start_batch`` on (a run resumed in the middle of an epoch).
 
   In-memory images come un-augmented (the train step crops them on device); streamed
-  images come with RandomResizedCrop(data.crop_size, train.crop_scale) and the flip.
+  images come with RandomResizedCrop(data.crop_size, train.crop_scale) and the flip
+  (the skipped batches of a resumed epoch are read and dropped).
   """
   batch = config.train.batch_size
   local = batch // jax.process_count()
   if isinstance(source, streaming.StreamingSource):
-    yield from streaming.sampled_batches(
+    yield from itertools.islice(streaming.sampled_batches(
         source, draws, draw_labels, global_batch_size=batch, size=config.data.crop_size,
         scale=tuple(config.train.crop_scale), flip=config.train.flip,
         seed=config.seed * 100_003 + epoch, shuffle_buffer=config.data.shuffle_buffer,
-        process_index=jax.process_index(), process_count=jax.process_count())
+        process_index=jax.process_index(), process_count=jax.process_count()),
+        start_batch, None)
     return
   first = jax.process_index() * local
-  for step in range(len(draws) // batch):
+  for step in range(start_batch, len(draws) // batch):
     rows = slice(step * batch + first, step * batch + first + local)
     yield {"image": source.images[draws[rows]], "label": draw_labels[rows]}

@@ -28,7 +28,7 @@ import optax
 
 import data_pipelines
 from data_pipelines import streaming
-from dti_jax.methods.deepcluster import trainer as deepcluster, data as deepcluster_data
+from dti_jax.methods.deepcluster import data as deepcluster_data, network as network_lib
 from dti_jax.run import checkpointing, partition
 from dti_jax.run import reporting
 from dti_jax.run import workdir as workdir_lib
@@ -114,7 +114,7 @@ def _augment(config, key, images):
 
 
 def _train_step(config, network, variables, state, images, labels, key):
-  images = deepcluster.normalize(config, images)
+  images = network_lib.normalize(config, images)
   features = jax.lax.stop_gradient(pooled_features(
       network, variables, images, config.model.arch, config.probe.layer))
 
@@ -131,7 +131,7 @@ def _train_step(config, network, variables, state, images, labels, key):
 
 def _eval_step(config, network, variables, probe, images, labels, mask):
   """Correct top-1 count over the valid rows (ten-crop softmax average, or one view)."""
-  images = deepcluster.normalize(config, images)
+  images = network_lib.normalize(config, images)
   size = config.data.crop_size
   if config.probe.ten_crops and images.shape[1] > size:
     views = ten_crops(images, size)
@@ -197,8 +197,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                      "converted .msgpack file")
   mesh = partition.create_mesh(num_devices)
   partition.check_batch_size(p.batch_size, mesh, "config.probe.batch_size")
-  network = deepcluster.create_network(config)
-  variables = jax.device_put(deepcluster.load_variables(p.weights), partition.replicated(mesh))
+  network = network_lib.create_network(config)
+  variables = jax.device_put(network_lib.load_variables(p.weights), partition.replicated(mesh))
   train_source, val_source, train_ids, val_ids = _splits(config)
   classes = train_source.num_classes
   side = config.data.crop_size if isinstance(train_source, streaming.StreamingSource) else (
