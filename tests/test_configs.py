@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from dti_jax import transforms
-from dti_jax.methods.deepcluster import trainer as deepcluster
+from dti_jax.methods.deepcluster import network as deepcluster_network
 from dti_jax.methods.dti_clustering import trainer as dti_clustering
 
 # From the original configs: name -> (data shape, K, sequence, curriculum, batch, lr,
@@ -66,7 +66,7 @@ def test_deepcluster_imagenet_configs_carry_the_papers_settings(name, arch):
   assert (config.data.resize_size, config.data.crop_size) == (256, 224)
   assert not config.sampler.compat_index_bug
   smoke = importlib.import_module(f"configs.{name}").get_config("smoke")
-  network = deepcluster.create_network(smoke)
+  network = deepcluster_network.create_network(smoke)
   shapes = jax.eval_shape(lambda: network.apply(
       network.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), False),
       jnp.zeros((2, 64, 64, 3)), False))
