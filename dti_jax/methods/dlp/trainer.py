@@ -31,6 +31,7 @@ from dti_jax.methods.dlp import model as model_lib
 from dti_jax.methods.dlp import losses as dlp_losses
 from dti_jax.methods.dlp import perceptual as vgg_perceptual
 from dti_jax.methods.dlp import tps_pairs
+from dti_jax.run import schedules
 
 Stage = str  # "warmup", "noisy" or "normal"
 PHASE_CODES = {"warmup": 0, "noisy": 1, "normal": 2}
@@ -146,9 +147,8 @@ def learning_rate(config: ml_collections.ConfigDict, step: jax.Array,
                   steps_per_epoch: int) -> jax.Array:
   """MultiStepLR stepped once per epoch: lr * gamma^(milestones passed)."""
   o = config.optim
-  epochs_done = step // steps_per_epoch
-  decays = sum((epochs_done >= e).astype(jnp.float32) for e in o.lr_milestones)
-  return o.lr * o.gamma ** decays
+  milestones = schedules.epochs_to_steps(o.lr_milestones, steps_per_epoch)
+  return schedules.step_decay(o.lr, milestones, o.gamma)(step)
 
 
 @functools.lru_cache(maxsize=2)

@@ -23,6 +23,7 @@ from dti_jax import transforms
 from dti_jax.methods.dti_clustering import model as model_lib
 from dti_jax.nets import resnet
 from dti_jax.ops import gaussian, reassignment
+from dti_jax.run import schedules
 
 MODELS = ("dtikmeans", "dtigmm")
 CLUSTER_GROUP = "clusters"
@@ -110,9 +111,9 @@ def reassign_allowed(n_active: int) -> bool:  # pylint: disable=unused-argument
 def learning_rate(config: ml_collections.ConfigDict, step: jax.Array,
                   steps_per_epoch: int) -> jax.Array:
   """MultiStepLR stepped per epoch: lr x factor once each decay epoch is done."""
-  epochs_done = step // steps_per_epoch
-  decays = sum((epochs_done >= e).astype(jnp.float32) for e in config.optim.lr_decay_epochs)
-  return config.optim.lr * config.optim.lr_decay_factor ** decays
+  o = config.optim
+  milestones = schedules.epochs_to_steps(o.lr_decay_epochs, steps_per_epoch)
+  return schedules.step_decay(o.lr, milestones, o.lr_decay_factor)(step)
 
 
 def group_optimizer(config: ml_collections.ConfigDict, group: str) -> optax.GradientTransformation:

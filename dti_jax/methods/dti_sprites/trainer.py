@@ -24,6 +24,7 @@ from dti_jax.methods.dti_sprites import decomposition
 from dti_jax.nets import resnet
 from dti_jax.ops import reassignment
 from dti_jax.methods.dti_sprites import compositing
+from dti_jax.run import schedules
 
 CLUSTER_GROUPS = ("prototypes", "masks", "backgrounds")
 ENCODER_GROUP = "encoder_net"
@@ -227,10 +228,10 @@ def learning_rates(config: ml_collections.ConfigDict, step: jax.Array,
   (> 0), else ``optim.lr`` like the transformer group, as the original.
   """
   o = config.optim
-  epochs_done = step // steps_per_epoch
-  decays = sum((epochs_done >= e).astype(jnp.float32) for e in o.lr_milestones)
+  milestones = schedules.epochs_to_steps(o.lr_milestones, steps_per_epoch)
   cluster_lr = o.sprite_lr if o.sprite_lr > 0 else o.lr
-  return cluster_lr * o.gamma_sprites ** decays, o.lr * o.gamma_transformer ** decays
+  return (schedules.step_decay(cluster_lr, milestones, o.gamma_sprites)(step),
+          schedules.step_decay(o.lr, milestones, o.gamma_transformer)(step))
 
 
 def forward(config, spec, stage, params, batch_stats, images, *, train: bool,

@@ -27,6 +27,7 @@ from dti_jax.methods.unsup_parts import model as model_lib
 from dti_jax.methods.unsup_parts import deeplab_resnet, random_vgg, vgg19_features
 from dti_jax.methods.unsup_parts.lab import rgb_to_lab
 from dti_jax.methods.unsup_parts import color_jitter, equivariance
+from dti_jax.run import schedules
 
 Stage = str
 BATCH_KEYS = ("image", "mask")
@@ -104,8 +105,7 @@ def learning_rate(config: ml_collections.ConfigDict, step) -> jax.Array:
   o = config.optim
   if o.schedule == "constant":
     return jnp.asarray(o.lr, jnp.float32)
-  fraction = jnp.clip(1.0 - step / o.poly_total_steps, 0.0, 1.0)
-  return o.lr * fraction ** o.poly_power
+  return schedules.poly_decay(o.lr, o.poly_total_steps, o.poly_power)(step)
 
 
 def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
