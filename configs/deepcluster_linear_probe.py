@@ -35,6 +35,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.allow_config_change = False
   config.data = base.data
   config.data.val_split = "validation"
+  config.data.split = "train"
   config.model = base.model
 
   config.probe = ml_collections.ConfigDict()
@@ -43,14 +44,18 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.probe.lr = 0.01
   config.probe.momentum = 0.9
   config.probe.weight_decay = 1e-7
-  config.probe.batch_size = 256
-  config.probe.num_epochs = 90
   config.probe.ten_crops = True
   config.probe.train_size = 0          # in-memory data: training images of the random split
 
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 256        # validation batches: half of it
+  config.train.num_epochs = 90
   config.log = ml_collections.ConfigDict()
   config.log.every_steps = 500
+  config.log.checkpoint_every_steps = 0  # 0: at the end of every epoch
   config.eval = ml_collections.ConfigDict()
+  config.eval.batch_size = 128
+  config.eval.every_steps = 0          # validated after every epoch by the probe itself
 
   for part in parts:
     if part.startswith("conv"):
@@ -59,8 +64,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.name = "image_folder_stream"
   if mnist:
     config.probe.layer = config.probe.layer if any(p.startswith("conv") for p in parts) else 3
-    config.probe.num_epochs = 30
-    config.probe.batch_size = 64
+    config.train.num_epochs = 30
+    config.train.batch_size = 64
+    config.eval.batch_size = 32
     config.probe.train_size = 4000
     config.probe.ten_crops = False
     config.data.resize_size = config.data.crop_size = 28  # no crops: the whole digit

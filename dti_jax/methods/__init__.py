@@ -38,7 +38,4 @@ def get(name: str) -> method_lib.Method:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        num_devices: int | None = None) -> dict[str, Any]:
   """Trains (or resumes) the configured method in ``workdir``; returns the final scores."""
-  if config.get("method") == "linear_probe":
-    from dti_jax.methods.deepcluster import linear_probe
-    return linear_probe.train_and_evaluate(config, workdir, num_devices)
   return loop.train_and_evaluate(get(config.get("method")), config, workdir, num_devices)

@@ -45,7 +45,9 @@ def train_and_evaluate(method: method_lib.Method, config: ml_collections.ConfigD
 
   With ``config.eval_only`` the latest checkpoint is scored without training.
   """
-  source = sources.load_source(config, config.data.split)
+  load_source = (method.load_source if isinstance(method, method_lib.DataHook)
+                 else sources.load_source)
+  source = load_source(config, config.data.split)
   method.validate(config, sources.image_shape(config, source))
   mesh = partition.create_mesh(num_devices)
   batch_size = config.train.batch_size
@@ -105,7 +107,7 @@ def train_and_evaluate(method: method_lib.Method, config: ml_collections.ConfigD
   final_stage = method.stage_at(config, max(final_step - 1, 0), steps_per_epoch)
   final_source = source
   if config.data.final_eval_split and config.data.final_eval_split != config.data.split:
-    final_source = sources.load_source(config, config.data.final_eval_split)
+    final_source = load_source(config, config.data.final_eval_split)
   final = method.final_evaluation(evaluator, state, final_stage, final_source, writer, workdir)
   reporting.console(f"final ({progress.elapsed_minutes():.1f} min): "
                     f"{scores_lib.format_scores(final)}")

@@ -91,6 +91,15 @@ class EpochStartHook(Protocol):
     arrays are logged as histograms."""
 
 
+@runtime_checkable
+class DataHook(Protocol):
+  """A method that reads its data itself (the linear probe: a training and a
+  validation split of another run's data)."""
+
+  def load_source(self, config: Config, split: str) -> Any:
+    """The source of ``split`` ("train" for training, the final evaluation's split)."""
+
+
 MEMBERS = tuple(sorted(set(Method.__annotations__) | {
     name for name, value in vars(Method).items() if callable(value) and name[0] != "_"}))
 

@@ -22,7 +22,7 @@ from dti_jax.run import checkpointing
 
 CONFIG_FILE = "config.json"
 # Keys that may differ on resume: run length, evaluation, logging, and the switches below.
-CHANGEABLE = ("train.num_epochs", "train.num_steps", "probe.num_epochs", "eval.", "log.",
+CHANGEABLE = ("train.num_epochs", "train.num_steps", "eval.", "log.",
               "eval_only", "allow_config_change")
 # Keys added to the configs after workdirs were trained without them: a saved config
 # lacking one had the value given here.
@@ -86,6 +86,20 @@ def read_config(workdir: str, method: str | None = None) -> ml_collections.Confi
   if method is not None and config.get("method") != method:
     raise ValueError(f"{workdir} holds a {config.get('method')!r} model, not a {method!r} one")
   return config
+
+
+def read_meta(workdir: str) -> dict[str, Any]:
+  """JSON metadata of the latest checkpoint of a trained workdir (image shape, stage), for
+  the tools that need it to build the template of `restore_trained`; one-line ValueError
+  when the workdir holds no checkpoint."""
+  manager = checkpointing.create_manager(workdir)
+  try:
+    meta = checkpointing.restore_meta(manager)
+  finally:
+    manager.close()
+  if meta is None:
+    raise ValueError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
+  return meta
 
 
 def restore_trained(workdir: str, template: Any) -> tuple[Any, dict[str, Any]]:

@@ -62,15 +62,15 @@ def test_mnist_probe_learns_and_resumes_bit_identical(tmp_path):
   weights = tmp_path / "random.msgpack"
   weights.write_bytes(flax.serialization.msgpack_serialize(jax.device_get(dict(variables))))
   config.probe.weights = str(weights)
-  config.probe.num_epochs = 2
+  config.train.num_epochs = 2
   straight = methods.train_and_evaluate(config, str(tmp_path / "straight"), num_devices=1)
   # Random conv2 features of 4,000 digits: far above chance (0.1) within two epochs.
   assert straight["conv2_best_top1"] > 0.8
-  with open(tmp_path / "straight" / "probe_scores.json") as f:
+  with open(tmp_path / "straight" / "final_scores.json") as f:
     assert json.load(f) == straight
-  config.probe.num_epochs = 1
+  config.train.num_epochs = 1
   methods.train_and_evaluate(config, str(tmp_path / "resumed"), num_devices=1)
-  config.probe.num_epochs = 2
+  config.train.num_epochs = 2
   resumed = methods.train_and_evaluate(config, str(tmp_path / "resumed"), num_devices=1)
   assert resumed == straight
 

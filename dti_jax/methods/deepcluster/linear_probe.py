@@ -15,6 +15,9 @@ The offline variant probes the MNIST-sized network on the embedded 5,000 digits 
 the fixed random 4,000 / 1,000 split of the DeepCluster run's scores, without crops.
 """
 
+import dataclasses
+import functools
+import itertools
 import json
 import os
 from typing import Any, Iterator
@@ -29,9 +32,10 @@ import optax
 import data_pipelines
 from data_pipelines import streaming
 from dti_jax.methods.deepcluster import data as deepcluster_data, network as network_lib
-from dti_jax.run import checkpointing, partition
-from dti_jax.run import reporting
-from dti_jax.run import workdir as workdir_lib
+from dti_jax.run import partition
+from dti_jax.run import scores as scores_lib
+
+BATCH_KEYS = ("image", "label")
 
 # arch -> conv layer -> AvgPool (kernel, stride, padding). AlexNet: the original's, to
 # 9600 / 9216 / 9600 / 9600 / 9216 values; MiniAlexNet (28 x 28): ours, 4 x 4 grids.
@@ -43,11 +47,10 @@ POOLING = {
 
 @flax.struct.dataclass
 class ProbeState:
-  epoch: jax.Array
   step: jax.Array
-  probe: Any              # {"kernel": [dims, classes], "bias": [classes]}
+  params: Any             # the probe {"kernel": [dims, classes], "bias": [classes]}
   opt_state: Any
-  best_top1: jax.Array
+  best_top1: jax.Array    # the best validation top-1 of the finished epochs
 
 
 def avg_pool_count_padding(x: jax.Array, kernel: int, stride: int, pad: int) -> jax.Array:
@@ -113,23 +116,162 @@ def _augment(config, key, images):
   return jnp.where(flip, crops[:, :, ::-1], crops)
 
 
-def _train_step(config, network, variables, state, images, labels, key):
-  images = network_lib.normalize(config, images)
+@functools.lru_cache(maxsize=4)
+def frozen_network(config_json: str, weights: str):
+  """(network, variables) of the probed DeepCluster network, loaded once per run."""
+  config = ml_collections.ConfigDict({"model": json.loads(config_json)})
+  return network_lib.create_network(config), network_lib.load_variables(weights)
+
+
+def _frozen(config):
+  return frozen_network(config.model.to_json(), config.probe.weights)
+
+
+def validate(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> None:
+  del image_shape
+  p, arch = config.probe, config.model.arch
+  if arch not in POOLING or p.layer not in POOLING[arch]:
+    raise ValueError(f"config.probe.layer={p.layer}: linear probes are defined for "
+                     + ", ".join(f"{a} conv{min(t)}..conv{max(t)}" for a, t in POOLING.items()))
+  if not p.weights:
+    raise ValueError("config.probe.weights is empty: give a DeepCluster workdir or a "
+                     "converted .msgpack file")
+
+
+def load_source(config: ml_collections.ConfigDict, split: str):
+  """The probe's training images (``split`` "train") or its validation images ("eval"):
+  streamed, the train/ and val/ folders (or tfds splits); in memory, the two parts of a
+  fixed random split of the data (probe.train_size images for training)."""
+  d = config.data
+  if d.name in streaming.STREAMING_NAMES:
+    folder = {"train": "train", "eval": "val"}[split]
+    tfds_split = {"train": "train", "eval": d.val_split}[split]
+    return streaming.load(d.name, data_dir=os.path.join(d.data_dir, folder) if d.data_dir
+                          else None, tfds_name=d.get("tfds_name", ""), split=tfds_split)
+  source = data_pipelines.load_source(d.name, data_dir=d.data_dir or None)
+  order = np.random.default_rng(0).permutation(source.num_examples)
+  ids = order[:config.probe.train_size] if split == "train" else order[config.probe.train_size:]
+  return dataclasses.replace(source, images=source.images[ids], labels=source.labels[ids])
+
+
+def init_arrays(config: ml_collections.ConfigDict, source) -> dict[str, Any]:
+  """The probe's initial layer (PyTorch's Linear default, from key(seed))."""
+  network, variables = _frozen(config)
+  side, channels = ((config.data.crop_size, 3) if isinstance(source, streaming.StreamingSource)
+                    else (source.image_shape[0], source.image_shape[2]))
+  dims = jax.eval_shape(
+      lambda v, x: pooled_features(network, v, x, config.model.arch, config.probe.layer),
+      variables, jnp.zeros((1, side, side, channels))).shape[1]
+  return {"params": init_probe(jax.random.key(config.seed), dims, source.num_classes)}
+
+
+def create_state(config: ml_collections.ConfigDict, key: jax.Array,
+                 arrays: dict[str, Any]) -> ProbeState:
+  del key  # the probe comes from key(config.seed), see init_arrays
+  return ProbeState(step=jnp.int32(0), params=arrays["params"],
+                    opt_state=optimizer(config).init(arrays["params"]),
+                    best_top1=jnp.float32(0))
+
+
+def stage_at(config: ml_collections.ConfigDict, step: int, steps_per_epoch: int) -> str:
+  del step, steps_per_epoch
+  return f"conv{config.probe.layer}"
+
+
+def describe_stage(config: ml_collections.ConfigDict, stage: str) -> str:
+  return f"linear probe on {stage} of {config.probe.weights}"
+
+
+def stage_scalars(stage: str) -> dict[str, float]:
+  del stage
+  return {}
+
+
+def stage_meta(stage: str) -> dict[str, Any]:
+  return {"layer": stage}
+
+
+def train_step(state: ProbeState, batch: dict[str, jax.Array], *,
+               config: ml_collections.ConfigDict) -> tuple[ProbeState, dict[str, jax.Array]]:
+  """One SGD step of the probe on frozen, pooled features."""
+  network, variables = _frozen(config)
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), 2), state.step)
+  images = network_lib.normalize(config, _augment(config, key, batch["image"]))
   features = jax.lax.stop_gradient(pooled_features(
       network, variables, images, config.model.arch, config.probe.layer))
 
   def loss_fn(probe):
     logits = features @ probe["kernel"] + probe["bias"]
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
 
-  loss, grads = jax.value_and_grad(loss_fn)(state.probe)
-  updates, opt_state = optimizer(config).update(grads, state.opt_state, state.probe)
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  updates, opt_state = optimizer(config).update(grads, state.opt_state, state.params)
   lr = learning_rate(config, state.step)
-  probe = jax.tree.map(lambda p, u: p - lr * u, state.probe, updates)
-  return state.replace(probe=probe, opt_state=opt_state, step=state.step + 1), loss
+  probe = jax.tree.map(lambda p, u: p - lr * u, state.params, updates)
+  return (state.replace(params=probe, opt_state=opt_state, step=state.step + 1),
+          {"loss": loss, "learning_rate": lr})
 
 
-def _eval_step(config, network, variables, probe, images, labels, mask):
+def step_function(config: ml_collections.ConfigDict, stage: str, steps_per_epoch: int):
+  del stage, steps_per_epoch
+  return functools.partial(train_step, config=config)
+
+
+def train_batches(config: ml_collections.ConfigDict, source, epoch: int,
+                  start_batch: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """This process's rows of the epoch's shuffled batches, from ``start_batch`` on."""
+  batch = config.train.batch_size
+  permutation = np.random.default_rng([config.seed, epoch]).permutation(source.num_examples)
+  if isinstance(source, streaming.StreamingSource):
+    yield from itertools.islice(streaming.sampled_batches(
+        source, permutation, None, global_batch_size=batch, size=config.data.resize_size,
+        crop="center_random", resize=config.data.resize_size, flip=False,
+        seed=config.seed * 100_003 + epoch, shuffle_buffer=config.data.shuffle_buffer,
+        process_index=jax.process_index(), process_count=jax.process_count()),
+        start_batch, None)
+    return  # (the 224 crop and flip are drawn on device, from the 256 x 256 image)
+  local = batch // jax.process_count()
+  first = jax.process_index() * local
+  for step in range(start_batch, len(permutation) // batch):
+    rows = permutation[step * batch + first:step * batch + first + local]
+    yield {"image": source.images[rows], "label": source.labels[rows]}
+
+
+class Evaluator:
+  """Validation top-1 of the probe: the centre crop or ten crops (``probe.ten_crops``)
+  of the 256 x 256 validation images; in memory, the held-out part of the split."""
+
+  def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+    self.config, self.mesh = config, mesh
+    self.source = load_source(config, "eval")
+    network, variables = _frozen(config)
+    repl, data = partition.replicated(mesh), partition.data_sharding(mesh)
+    self.correct = jax.jit(lambda probe, images, labels, mask: _correct(
+        config, network, variables, probe, images, labels, mask),
+        in_shardings=(repl, data, data, data), out_shardings=repl)
+
+  def top1(self, state: ProbeState) -> float:
+    correct, total = 0, 0
+    for batch in deepcluster_data.ordered_image_batches(
+        self.config, self.source, self.config.train.batch_size // 2,
+        crop_size=self.config.data.resize_size):
+      total += int(batch["_mask"].sum()) * jax.process_count()
+      batch = partition.to_global({"image": batch["image"], "label": batch["label"],
+                                   "mask": batch["_mask"]}, self.mesh)
+      correct += int(self.correct(state.params, batch["image"], batch["label"],
+                                  batch["mask"]))
+    return correct / total
+
+  def scores(self, state: ProbeState, stage=None) -> dict[str, float]:
+    del stage
+    return {"top1": self.top1(state)}
+
+  def images(self, state, stage=None) -> dict[str, np.ndarray]:
+    del state, stage
+    return {}
+
+
+def _correct(config, network, variables, probe, images, labels, mask):
   """Correct top-1 count over the valid rows (ten-crop softmax average, or one view)."""
   images = network_lib.normalize(config, images)
   size = config.data.crop_size
@@ -142,125 +284,42 @@ def _eval_step(config, network, variables, probe, images, labels, mask):
   probabilities = jnp.mean(jax.vmap(lambda view: jax.nn.softmax(pooled_features(
       network, variables, view, config.model.arch, config.probe.layer) @ probe["kernel"]
       + probe["bias"]))(views), axis=0)
-  correct = (jnp.argmax(probabilities, axis=-1) == labels) & mask
-  return jnp.sum(correct)
+  return jnp.sum((jnp.argmax(probabilities, axis=-1) == labels) & mask)
 
 
-def _splits(config):
-  """(train source, val source, train ids, val ids) of the configured data."""
-  d = config.data
-  if d.name in streaming.STREAMING_NAMES:
-    train = streaming.load(d.name, data_dir=os.path.join(d.data_dir, "train") if d.data_dir
-                           else None, tfds_name=d.get("tfds_name", ""), split="train")
-    val = streaming.load(d.name, data_dir=os.path.join(d.data_dir, "val") if d.data_dir
-                         else None, tfds_name=d.get("tfds_name", ""),
-                         split=d.get("val_split", "validation"))
-    return train, val, np.arange(train.num_examples), None
-  source = data_pipelines.load_source(d.name, data_dir=d.data_dir or None)
-  order = np.random.default_rng(0).permutation(source.num_examples)
-  return source, source, order[:config.probe.train_size], order[config.probe.train_size:]
+def epoch_start_function(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, source):
+  """The epoch-start hook: scores the epoch just finished (the original validates after
+  every epoch and reports the best), then the new epoch's shuffled batches."""
+  evaluator = Evaluator(config, mesh)
+  layer = f"conv{config.probe.layer}"
+
+  def epoch_start(state: ProbeState, epoch: int, start_batch: int):
+    scalars, message = {}, ""
+    if start_batch == 0 and epoch > 0:
+      top1 = evaluator.top1(state)
+      state = state.replace(best_top1=jnp.maximum(state.best_top1, top1))
+      scalars = {"probe/top1": top1, "probe/best_top1": float(state.best_top1)}
+      message = (f"{layer} probe epoch {epoch}/{config.train.num_epochs} top1 {top1:.4f} "
+                 f"best_top1 {float(state.best_top1):.4f}")
+    return state, train_batches(config, source, epoch, start_batch), scalars, message
+
+  return epoch_start
 
 
-def _train_batches(config, source, ids, epoch) -> Iterator[dict[str, np.ndarray]]:
-  batch = config.probe.batch_size
-  permutation = np.random.default_rng([config.seed, epoch]).permutation(ids)
-  if isinstance(source, streaming.StreamingSource):
-    yield from streaming.sampled_batches(
-        source, permutation, None, global_batch_size=batch, size=config.data.resize_size,
-        crop="center_random", resize=config.data.resize_size, flip=False,
-        seed=config.seed * 100_003 + epoch, shuffle_buffer=config.data.shuffle_buffer,
-        process_index=jax.process_index(), process_count=jax.process_count())
-    return  # (the 224 crop and flip are drawn on device, from the 256 x 256 image)
-  local = batch // jax.process_count()
-  first = jax.process_index() * local
-  for step in range(len(permutation) // batch):
-    rows = permutation[step * batch + first:step * batch + first + local]
-    yield {"image": source.images[rows], "label": source.labels[rows]}
+def create_evaluator(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+                     source) -> Evaluator:
+  del source
+  return Evaluator(config, mesh)
 
 
-def _val_batches(config, source, ids) -> Iterator[dict[str, np.ndarray]]:
-  """Validation images in order, 256 x 256 for the (ten-)crops taken on device."""
-  return deepcluster_data.ordered_image_batches(config, source, config.probe.batch_size // 2, ids,
-                                           crop_size=config.data.resize_size)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       num_devices: int | None = None) -> dict[str, float]:
-  """Trains (or resumes) the probe of ``config.probe.layer`` in ``workdir``."""
-  p = config.probe
-  arch = config.model.arch
-  if arch not in POOLING or p.layer not in POOLING[arch]:
-    raise ValueError(f"config.probe.layer={p.layer}: linear probes are defined for "
-                     + ", ".join(f"{a} conv{min(t)}..conv{max(t)}" for a, t in POOLING.items()))
-  if not p.weights:
-    raise ValueError("config.probe.weights is empty: give a DeepCluster workdir or a "
-                     "converted .msgpack file")
-  mesh = partition.create_mesh(num_devices)
-  partition.check_batch_size(p.batch_size, mesh, "config.probe.batch_size")
-  network = network_lib.create_network(config)
-  variables = jax.device_put(network_lib.load_variables(p.weights), partition.replicated(mesh))
-  train_source, val_source, train_ids, val_ids = _splits(config)
-  classes = train_source.num_classes
-  side = config.data.crop_size if isinstance(train_source, streaming.StreamingSource) else (
-      train_source.image_shape[0])
-  channels = 3 if isinstance(train_source, streaming.StreamingSource) else (
-      train_source.image_shape[2])
-  dims = jax.eval_shape(lambda v, x: pooled_features(network, v, x, arch, p.layer),
-                        variables, jnp.zeros((1, side, side, channels))).shape[1]
-  probe = init_probe(jax.random.key(config.seed), dims, classes)
-  state = ProbeState(epoch=jnp.int32(0), step=jnp.int32(0), probe=probe,
-                     opt_state=optimizer(config).init(probe), best_top1=jnp.float32(0))
-  state = jax.device_put(state, partition.replicated(mesh))
-  manager, restored, _ = workdir_lib.open_workdir(workdir, config, state)
-  if restored is not None:
-    state, _ = restored
-    reporting.console(f"resumed the conv{p.layer} probe at epoch {int(state.epoch)}")
-  if jax.process_index() == 0:
-    workdir_lib.write_config(workdir, config, int(state.epoch))
-  writer = reporting.create_writer(workdir)
-  reporting.console(f"linear probe on conv{p.layer} ({dims} values) of {p.weights}: "
-                    f"{len(train_ids)} training images, {classes} classes")
-  repl, data = partition.replicated(mesh), partition.data_sharding(mesh)
-
-  def train_step(state, images, labels, key):
-    images = _augment(config, key, images)
-    return _train_step(config, network, variables, state, images, labels, key)
-
-  train_step = jax.jit(train_step, in_shardings=(repl, data, data, repl),
-                       out_shardings=(repl, repl), donate_argnums=(0,))
-  eval_step = jax.jit(lambda probe, images, labels, mask: _eval_step(
-      config, network, variables, probe, images, labels, mask),
-      in_shardings=(repl, data, data, data), out_shardings=repl)
-  key = jax.random.fold_in(jax.random.key(config.seed), 2)
-  while int(state.epoch) < p.num_epochs:
-    epoch = int(state.epoch)
-    losses = []
-    for batch in _train_batches(config, train_source, train_ids, epoch):
-      batch = partition.to_global(batch, mesh)
-      state, loss = train_step(state, batch["image"], batch["label"],
-                               jax.random.fold_in(key, state.step))
-      losses.append(loss)
-    correct, total = 0, 0
-    for batch in _val_batches(config, val_source, val_ids):
-      total += int(batch["_mask"].sum()) * jax.process_count()
-      batch = partition.to_global({"image": batch["image"], "label": batch["label"],
-                                   "mask": batch["_mask"]}, mesh)
-      correct += int(eval_step(state.probe, batch["image"], batch["label"], batch["mask"]))
-    top1 = correct / total
-    state = state.replace(epoch=jnp.int32(epoch + 1),
-                          best_top1=jnp.maximum(state.best_top1, top1))
-    scalars = {"probe/train_loss": float(np.mean(jax.device_get(losses))),
-               "probe/top1": top1, "probe/best_top1": float(state.best_top1)}
-    writer.write_scalars(epoch + 1, scalars)
-    reporting.console(f"conv{p.layer} probe epoch {epoch + 1}/{p.num_epochs} " + " ".join(
-        f"{name.split('/')[-1]} {value:.4f}" for name, value in scalars.items()))
-    checkpointing.save(manager, epoch + 1, state, {"epoch": epoch + 1})
-  manager.wait_until_finished()
-  manager.close()
-  final = {f"conv{p.layer}_best_top1": float(state.best_top1)}
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "probe_scores.json"), "w") as f:
-      json.dump(final, f, indent=1)
-  writer.flush()
-  writer.close()
+def final_evaluation(evaluator: Evaluator, state: ProbeState, stage, source, writer,
+                     workdir: str) -> dict[str, float]:
+  """The best validation top-1 over the epochs (the last one scored here), as the paper
+  reports it, to TensorBoard and final_scores.json."""
+  del source
+  top1 = evaluator.top1(state)
+  best = max(float(state.best_top1), top1)
+  final = {f"{stage}_best_top1": best}
+  writer.write_scalars(int(state.step), {"probe/top1": top1, "probe/best_top1": best})
+  scores_lib.write_scores_json(workdir, final)
   return final
