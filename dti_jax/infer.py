@@ -1,23 +1,37 @@
-"""Applies a trained workdir to new images: clusters (DTI-Clustering) or layered
-decompositions and segmentations (DTI-Sprites).
+"""Applies a trained workdir to new images: clusters (DTI-Clustering, DeepCluster), layered
+decompositions and segmentations (DTI-Sprites), particles (Deep Latent Particles) or
+part maps (unsupervised part discovery), dispatching on the workdir's ``config.method``.
 
   python -m dti_jax.infer --workdir=workdirs/mnist5k --images='photos/*.png' --out=results.csv
 
-DTI-Clustering writes one CSV row per image (path, cluster, distance, reconstruction)
-and, for each, the assigned prototype warped to it as PNG in
-``<out stem>_reconstructions/``. DTI-Sprites writes one row per image (path, the sprite
-of each layer, error) and, in ``<out stem>_segmentations/``, the input, the
-reconstruction, the coloured instance segmentation and the raw label map (PNG, value
-l = layer l, 0 = background) of every image. Images
-are converted to the model's channel count and resized to its input size by the
-config's preprocessing. An unreadable image gets a one-line error on stderr naming
-the file; the others are still processed (exit status 1 if any failed).
+One CSV row per image, its path first; the pictures go to ``<out stem>_<folder>/``, named
+by the image's position in the sorted list (``000000``, ...: unique for a glob spanning
+folders):
+- dti_clustering: path, cluster, distance, reconstruction (the assigned prototype warped
+  to the image, in ``_reconstructions/``);
+- dti_sprites: path, sprites (the sprite of each layer), error, segmentation (the raw
+  label map: value l = layer l, 0 = background), with the input, reconstruction and
+  coloured instance segmentation, in ``_segmentations/``;
+- deepcluster: path, cluster (the last clustering's nearest centroid after its
+  PCA-whitening), distance (squared, to that centroid);
+- dlp: path, particles (``x,y;x,y;...``, the K foreground particles' deterministic
+  positions in pixels of the model's input), obj_on (object model; empty for the masked
+  model), picture (the particles drawn, in ``_particles/``); stored BN statistics;
+- unsup_parts: path, parts (how many parts are present), labels (uint8 label map 1..K,
+  beside the palette overlay ``NAME_parts.png``, in ``_parts/``).
+Images are converted and resized as each method's tools do (DTI: the config's
+preprocessing; DeepCluster: as its feature pass). Linear-probe workdirs are refused in
+one line. An unreadable image gets a one-line error on stderr naming the file; the
+others are still processed (exit status 1 if any failed).
+
+Each served method has a module ``dti_jax.methods.<name>.infer`` with ``HEADER`` (the
+columns after path), ``FOLDER``, ``load(workdir, config) -> predictor``,
+``read(predictor, path) -> image`` and ``rows(predictor, images, names, out_dir)``.
 """
 
 import csv
-import functools
 import glob
-import json
+import importlib
 import os
 import sys
 
@@ -31,7 +45,14 @@ _IMAGES = flags.DEFINE_string("images", None, "A folder of images or a glob patt
 _OUT = flags.DEFINE_string("out", "results.csv", "CSV file to write.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Images per forward pass.")
 
-SERVED_METHODS = ("dti_clustering", "dti_sprites")
+# config.method -> the module that applies its workdirs to new images.
+SERVED_METHODS = {
+    "dti_clustering": "dti_jax.methods.dti_clustering.infer",
+    "dti_sprites": "dti_jax.methods.dti_sprites.infer",
+    "deepcluster": "dti_jax.methods.deepcluster.infer",
+    "dlp": "dti_jax.methods.dlp.infer",
+    "unsup_parts": "dti_jax.methods.unsup_parts.infer",
+}
 
 # The training folders' formats, plus TIFF.
 IMAGE_EXTENSIONS = files.IMAGE_EXTENSIONS + (".tif", ".tiff")
@@ -46,84 +67,55 @@ def list_images(pattern: str) -> list[str]:
   return sorted(p for p in paths if p.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(p))
 
 
+def _first_line(error: Exception) -> str:
+  return " ".join(str(error).split()) or type(error).__name__
+
+
 def main(argv):
   del argv
   if not _WORKDIR.value or not _IMAGES.value:
     sys.exit("error: --workdir and --images are required")
-  import jax
-  import ml_collections
-  import numpy as np
+  from dti_jax.run import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
 
-  from dti_jax.methods.dti_clustering import trainer as dti_clustering
-  from dti_jax.run import checkpointing
-  from dti_jax.viz import grids
-
-  config_path = os.path.join(_WORKDIR.value, "config.json")
-  if not os.path.exists(config_path):
-    sys.exit(f"error: {config_path} not found: --workdir must be a trained workdir")
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if config.get("method") not in SERVED_METHODS:
-    sys.exit(f"error: {config_path} is a {config.get('method')!r} workdir; dti_jax.infer "
-             f"serves {' and '.join(SERVED_METHODS)} workdirs")
-  manager = checkpointing.create_manager(_WORKDIR.value)
-  meta = checkpointing.restore_meta(manager)
-  if meta is None:
-    sys.exit(f"error: no checkpoint in {os.path.join(_WORKDIR.value, 'checkpoints')}")
-  shape = tuple(meta["image_shape"])
-  if config.method == "dti_sprites":
-    from dti_jax.methods.dti_sprites import trainer as dti_sprites, evaluation as sprites_evaluation
-    inits = np.zeros((max(config.model.n_backgrounds, 1), 1) + shape, np.float32)
-    template = dti_sprites.create_state(config, jax.random.key(0), inits)
-    stage = dti_sprites.Stage(*meta["stage"])
-    out_dir = os.path.splitext(_OUT.value)[0] + "_segmentations"
-    eval_fn = jax.jit(functools.partial(dti_sprites.decomposition_outputs, config=config,
-                                        stage=stage))
-  else:
-    template = dti_clustering.create_state(
-        config, jax.random.key(0), np.zeros((config.model.n_prototypes,) + shape, np.float32))
-    out_dir = os.path.splitext(_OUT.value)[0] + "_reconstructions"
-    eval_fn = jax.jit(functools.partial(dti_clustering.assign, config=config,
-                                        n_active=meta["n_active"]))
-  state, _ = checkpointing.restore_latest(manager, template)
-  manager.close()
+  try:
+    config = workdir_lib.read_config(_WORKDIR.value)
+  except ValueError as error:
+    sys.exit(f"error: {error}")
+  method = config.get("method")
+  if method not in SERVED_METHODS:
+    served = list(SERVED_METHODS)
+    sys.exit(f"error: {os.path.join(_WORKDIR.value, workdir_lib.CONFIG_FILE)} is a {method!r} "
+             f"workdir; dti_jax.infer serves {', '.join(served[:-1])} and {served[-1]} workdirs")
+  served = importlib.import_module(SERVED_METHODS[method])
+  try:
+    predictor = served.load(_WORKDIR.value, config)
+  except (ValueError, OSError) as error:
+    sys.exit(f"error: {_first_line(error)}")
 
   paths = list_images(_IMAGES.value)
   if not paths:
     sys.exit(f"error: no image files match --images={_IMAGES.value}")
+  out_dir = f"{os.path.splitext(_OUT.value)[0]}_{served.FOLDER}"
   os.makedirs(out_dir, exist_ok=True)
   failures, rows = 0, []
   for start in range(0, len(paths), _BATCH.value):
-    batch_paths, images = [], []
-    for path in paths[start:start + _BATCH.value]:
+    batch_paths, images, names = [], [], []
+    for index, path in enumerate(paths[start:start + _BATCH.value], start):
       try:
-        images.append(files.read_model_input(path, shape, config.data.image_size))
+        images.append(served.read(predictor, path))
         batch_paths.append(path)
-      except Exception as error:  # one unreadable file must not stop the others
+        names.append(f"{index:06d}")
+      except Exception as error:  # pylint: disable=broad-except
+        # Whatever the reader raises, one unreadable file must not stop the others.
         failures += 1
-        print(f"error: cannot read image {path}: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"error: cannot read image {path}: {_first_line(error)}", file=sys.stderr)
     if not images:
       continue
-    images = np.stack(images)
-    out = jax.device_get(eval_fn(state, images))
-    names = [f"{start + i:06d}" for i in range(len(batch_paths))]
-    if config.method == "dti_sprites":
-      sprites_evaluation.write_segmentations(out_dir, images, out, names)
-      for i, path in enumerate(batch_paths):
-        rows.append((path, " ".join(str(int(k)) for k in out["choice"][i]),
-                     float(out["errors"][i]),
-                     os.path.join(out_dir, f"{names[i]}_labels.png")))
-      continue
-    for i, path in enumerate(batch_paths):
-      cluster = int(out["cluster"][i])
-      recon_path = os.path.join(out_dir, f"{names[i]}_cluster{cluster}.png")
-      grids.save_png(recon_path, out["reconstruction"][i])
-      rows.append((path, cluster, float(out["distance"][i]), recon_path))
-  header = (["path", "sprites", "error", "segmentation"] if config.method == "dti_sprites"
-            else ["path", "cluster", "distance", "reconstruction"])
+    batch_rows = served.rows(predictor, images, names, out_dir)
+    rows.extend((path, *row) for path, row in zip(batch_paths, batch_rows))
   with open(_OUT.value, "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(header)
+    writer.writerow(("path",) + served.HEADER)
     writer.writerows(rows)
   print(f"{len(rows)} image(s) processed -> {_OUT.value}; {failures} unreadable")
   if failures:

@@ -307,5 +307,5 @@ class _Training:
     start = time.perf_counter()
     checkpointing.save(self.manager, step, state, {
         "step": step, "image_shape": list(sources.image_shape(self.config, self.source)),
-        **self.method.stage_meta(self.stage)})
+        "num_examples": int(self.source.num_examples), **self.method.stage_meta(self.stage)})
     self.progress.pause(time.perf_counter() - start)

@@ -93,14 +93,15 @@ def test_infer_assigns_new_images_and_reports_unreadable_ones(trained, tmp_path)
 
 
 def test_infer_names_a_workdir_it_cannot_serve_in_one_line(tmp_path):
-  (tmp_path / "config.json").write_text(json.dumps({"method": "dlp"}))
+  (tmp_path / "config.json").write_text(json.dumps({"method": "linear_probe"}))
   result = subprocess.run([sys.executable, "-m", "dti_jax.infer", f"--workdir={tmp_path}",
                            f"--images={tmp_path}"], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
   assert result.returncode == 1 and "Traceback" not in result.stderr
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-  assert errors == [f"error: {tmp_path / 'config.json'} is a 'dlp' workdir; dti_jax.infer "
-                    "serves dti_clustering and dti_sprites workdirs"]
+  assert errors == [f"error: {tmp_path / 'config.json'} is a 'linear_probe' workdir; "
+                    "dti_jax.infer serves dti_clustering, dti_sprites, deepcluster, dlp and "
+                    "unsup_parts workdirs"]
 
 
 def test_multi_run_table_has_mean_std_median_and_lowest_loss_rows():

@@ -78,28 +78,43 @@ class FeatureExtractor:
 
 
 def whitened_points(config: ml_collections.ConfigDict, run: FeatureExtractor,
-                    features: FeaturePass) -> jax.Array:
-  """PCA-whitening (fitted on the host in float64) + L2 of the features, on device."""
+                    features: FeaturePass) -> tuple[jax.Array, pca_lib.PCAWhitening]:
+  """PCA-whitening (fitted on the host in float64) + L2 of the features, on device; and
+  the whitening (replicated)."""
   c = config.cluster
   whitening = pca_lib.fit(features.stats, c.pca_dim, c.pca_relative_eps)
   whitening = jax.device_put(whitening, partition.replicated(run.mesh))
-  return jnp.concatenate([run.project(whitening, chunk) for chunk in features.chunks]
-                         )[:features.num_images]
+  points = jnp.concatenate([run.project(whitening, chunk) for chunk in features.chunks]
+                           )[:features.num_images]
+  return points, whitening
 
 
 def kmeans_assignment(config: ml_collections.ConfigDict, run: FeatureExtractor,
                       points: jax.Array,
-                      seed: int) -> tuple[np.ndarray, float]:
-  """faiss-style k-means of the whitened points: (assignment, k-means loss)."""
+                      seed: int) -> tuple[np.ndarray, float, jax.Array]:
+  """faiss-style k-means of the whitened points: (assignment, k-means loss, centroids)."""
   c = config.cluster
   mesh = run.mesh
   result = kmeans_lib.kmeans(points, c.k, num_iters=c.niter, seed=seed,
                              mesh=mesh if mesh.size > 1 else None,
                              tile_size=c.get("tile_size", 1024))
-  return np.asarray(partition.to_host(result.assignment)), float(result.objectives[-1])
+  return (np.asarray(partition.to_host(result.assignment)), float(result.objectives[-1]),
+          result.centroids)
 
 
 def cluster(config: ml_collections.ConfigDict, run: FeatureExtractor, features: FeaturePass,
             seed: int) -> tuple[np.ndarray, float]:
   """PCA-whitening + L2 + k-means of the features, on device: (assignment, k-means loss)."""
-  return kmeans_assignment(config, run, whitened_points(config, run, features), seed)
+  points, _ = whitened_points(config, run, features)
+  return kmeans_assignment(config, run, points, seed)[:2]
+
+
+def assign(whitening: pca_lib.PCAWhitening, centroids: jax.Array,
+           features: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(cluster, squared distance) of each feature row [n, F] under a clustering's
+  whitening and centroids: the k-means' last assignment pass, for new images."""
+  points = pca_lib.l2_normalize(pca_lib.whiten(whitening, features))
+  distances = (jnp.sum(points * points, axis=1, keepdims=True)
+               - 2.0 * jnp.matmul(points, centroids.T, precision=jax.lax.Precision.HIGHEST)
+               + jnp.sum(centroids * centroids, axis=1))
+  return jnp.argmin(distances, axis=1), jnp.min(distances, axis=1)

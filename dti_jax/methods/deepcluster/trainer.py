@@ -11,9 +11,9 @@ Each epoch, in the original's order (the epoch-start hook, then the loop's steps
   6. one pass over the draws with random resized crops.
 Logged at each epoch's first step: NMI with the previous epoch's clustering and with the
 labels (geometric normalisation, the paper's), the k-means loss, cluster sizes, and the
-time of each phase. The state holds the epoch's clustering and top layer, so a run
-resumed in the middle of an epoch redraws the same sampler order without clustering
-again. Every random draw is a function of config.seed: the network's initial weights
+time of each phase. The state holds the epoch's clustering (assignment, whitening and
+centroids, with which new images are assigned) and top layer, so a run resumed in the
+middle of an epoch redraws the same sampler order without clustering again. Every random draw is a function of config.seed: the network's initial weights
 of key(seed), the top layers and the crops of fold_in(key(seed), 1) with the epoch
 (and the step within it).
 """
@@ -32,6 +32,7 @@ import optax
 from data_pipelines import cluster_sampler, streaming
 from dti_jax.methods.deepcluster import clustering, network as network_lib
 from dti_jax.methods.deepcluster import data as deepcluster_data
+from dti_jax.ops import pca as pca_lib
 from dti_jax.run import partition, sources
 
 BATCH_KEYS = ("image", "label")
@@ -46,6 +47,8 @@ class TrainState:
   opt_state: Any            # the body's SGD momentum (persists across epochs)
   head: Any                 # this epoch's top layer {"kernel" [F, k], "bias" [k]}
   assignment: jax.Array     # [N] int32, this epoch's clustering (-1 before the first)
+  whitening: Any            # this epoch's PCA-whitening (mean, projection, eigenvalues)
+  centroids: jax.Array      # [k, pca_dim] this epoch's k-means centroids
 
 
 def train_key(config: ml_collections.ConfigDict) -> jax.Array:
@@ -79,7 +82,11 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array,
                     batch_stats=arrays["variables"]["batch_stats"],
                     opt_state=network_lib.body_optimizer(config).init(params),
                     head={"kernel": jnp.zeros((width, k)), "bias": jnp.zeros((k,))},
-                    assignment=jnp.asarray(arrays["assignment"]))
+                    assignment=jnp.asarray(arrays["assignment"]),
+                    whitening=pca_lib.PCAWhitening(
+                        jnp.zeros((width,)), jnp.zeros((width, config.cluster.pca_dim)),
+                        jnp.zeros((config.cluster.pca_dim,))),
+                    centroids=jnp.zeros((k, config.cluster.pca_dim)))
 
 
 def stage_at(config: ml_collections.ConfigDict, step: int, steps_per_epoch: int) -> str:
@@ -182,12 +189,13 @@ def _cluster(config, extractor, source, state, epoch, repl):
   labels = features.labels if np.all(features.labels >= 0) else None
   times["features"] = time.perf_counter() - start
   start = time.perf_counter()
-  points = jax.block_until_ready(clustering.whitened_points(config, extractor, features))
+  points, whitening = clustering.whitened_points(config, extractor, features)
+  points = jax.block_until_ready(points)
   del features  # the full-width features leave the devices before training
   times["pca"] = time.perf_counter() - start
   start = time.perf_counter()
-  assignment, kmeans_loss = clustering.kmeans_assignment(config, extractor, points,
-                                                         config.seed * 1000 + epoch)
+  assignment, kmeans_loss, centroids = clustering.kmeans_assignment(
+      config, extractor, points, config.seed * 1000 + epoch)
   times["kmeans"] = time.perf_counter() - start
   previous = np.asarray(partition.to_host(state.assignment))
   sizes = np.bincount(assignment, minlength=config.cluster.k)
@@ -202,5 +210,6 @@ def _cluster(config, extractor, source, state, epoch, repl):
   head = network_lib.new_head(jax.random.fold_in(train_key(config), epoch),
                               config.model.feature_dim, config.cluster.k)
   state = state.replace(head=jax.device_put(head, repl),
-                        assignment=jax.device_put(jnp.asarray(assignment), repl))
+                        assignment=jax.device_put(jnp.asarray(assignment), repl),
+                        whitening=whitening, centroids=jax.device_put(centroids, repl))
   return state, scalars

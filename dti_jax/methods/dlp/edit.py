@@ -20,30 +20,13 @@ with the edited particles; the particle table (index, row, col, obj_on) is print
 """
 
 import functools
-import json
-import os
 import sys
 
 from absl import app
 from absl import flags
 import jax
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A trained DLP workdir (config.json + "
-                               "checkpoints).")
-_IMAGE = flags.DEFINE_string("image", None, "The image to edit.")
-_OTHER_IMAGE = flags.DEFINE_string("other_image", "", "Image whose particles' features "
-                                   "--swap takes.")
-_MOVE = flags.DEFINE_multi_string("move", [], "INDEX:DX,DY: move particle INDEX by DX "
-                                  "pixels right and DY pixels down.")
-_SWAP = flags.DEFINE_multi_string("swap", [], "INDEX:OTHER: particle INDEX takes the "
-                                  "features of particle OTHER of --other_image.")
-_OUT = flags.DEFINE_string("out", "edited.png", "PNG to write.")
-_BN_BATCHES = flags.DEFINE_integer(
-    "bn_recalibration_batches", None, "Training batches the BN running statistics are "
-    "re-estimated on before encoding (default: the workdir's "
-    "eval.bn_recalibration_batches; 0: the stored training statistics).")
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "The training data, where the workdir's "
-                                "config.data.data_dir no longer points to it.")
+FLAGS = {}  # defined when run as a program, so importing this module defines none
 
 
 def parse_move(text: str) -> tuple[int, float, float]:
@@ -97,15 +80,30 @@ def _check_indices(moves, swaps, count: int) -> None:
                          f"(0..{count - 1})")
 
 
-def load_model(workdir: str):
-  """(config, state, model) of the latest checkpoint of a DLP workdir."""
+def restore_model(workdir: str, config):
+  """(state, model) of the latest checkpoint of the DLP workdir whose config is ``config``."""
   from dti_jax.methods.dlp import trainer as dlp  # pylint: disable=import-outside-toplevel
   from dti_jax.run import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
-  config = workdir_lib.read_config(workdir, "dlp")
   template = jax.eval_shape(lambda: dlp.create_state(config, jax.random.key(0),
                                                      dlp.init_arrays(config, None)))
   state, _ = workdir_lib.restore_trained(workdir, template)
-  return config, state, dlp.create_model(config)
+  return state, dlp.create_model(config)
+
+
+def load_model(workdir: str):
+  """(config, state, model) of the latest checkpoint of a DLP workdir."""
+  from dti_jax.run import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  config = workdir_lib.read_config(workdir, "dlp")
+  return (config, *restore_model(workdir, config))
+
+
+def presence(particles: dict, count: int):
+  """[B, K] how present each foreground particle is, for drawing: obj_on for the object
+  model; ones for the masked model, which has no presence and draws every particle."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  if "obj_on" in particles:
+    return np.asarray(particles["obj_on"])
+  return np.ones((len(particles["mu"]), count), np.float32)
 
 
 def recalibration_source(config, count: int, data_dir: str = ""):
@@ -207,37 +205,61 @@ def edit(workdir: str, image_path: str, out_path: str, moves, swaps,
   original_out = jax.device_get(decode(model, state, particles))
   edited_out = jax.device_get(decode(model, state, edited))
   count = config.model.num_particles
-  presence = particles.get("obj_on", np.ones((1, count)))[0]
+  on = presence(particles, count)[0]
   before = keypoints.to_pixels(particles["z"][0, :count], side)
   after = keypoints.to_pixels(edited["z"][0, :count], side)
-  panels = [particle_viz.draw_circles(image[0], before, strength=presence),
+  panels = [particle_viz.draw_circles(image[0], before, strength=on),
             np.clip(original_out["reconstruction"][0], 0, 1),
             particle_viz.draw_circles(np.clip(edited_out["reconstruction"][0], 0, 1), after,
-                                      strength=presence)]
+                                      strength=on)]
   grid = grids.make_grid(np.stack(panels), columns=3)
   grids.save_png(out_path, grids.upscale(grid, max(1, 256 // side)))
   return {"original": original_out, "edited": edited_out, "particles": particles,
-          "edited_particles": edited, "positions": before, "presence": presence}
+          "edited_particles": edited, "positions": before, "presence": on}
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  if not _WORKDIR.value or not _IMAGE.value:
+  if not FLAGS["workdir"].value or not FLAGS["image"].value:
     sys.exit("error: --workdir and --image are required")
   try:
-    moves = [parse_move(m) for m in _MOVE.value]
-    swaps = [parse_swap(s) for s in _SWAP.value]
+    moves = [parse_move(m) for m in FLAGS["move"].value]
+    swaps = [parse_swap(s) for s in FLAGS["swap"].value]
     if not moves and not swaps:
       raise ValueError("nothing to edit: pass --move=INDEX:DX,DY and/or --swap=INDEX:OTHER")
-    result = edit(_WORKDIR.value, _IMAGE.value, _OUT.value, moves, swaps, _OTHER_IMAGE.value,
-                  bn_recalibration_batches=_BN_BATCHES.value, data_dir=_DATA_DIR.value)
+    result = edit(FLAGS["workdir"].value, FLAGS["image"].value, FLAGS["out"].value, moves,
+                  swaps, FLAGS["other_image"].value,
+                  bn_recalibration_batches=FLAGS["bn_recalibration_batches"].value,
+                  data_dir=FLAGS["data_dir"].value)
   except (ValueError, FileNotFoundError, OSError) as error:
     sys.exit(f"error: {error}")
   for k, ((row, col), on) in enumerate(zip(result["positions"], result["presence"])):
     print(f"particle {k}: row {row:.1f} col {col:.1f} obj_on {on:.2f}")
-  print(f"wrote {_OUT.value}")
+  print(f"wrote {FLAGS['out'].value}")
+
+
+def _define_flags() -> None:
+  """The command-line flags (absl), registered once."""
+  FLAGS["workdir"] = flags.DEFINE_string("workdir", None, "A trained DLP workdir "
+                                         "(config.json + checkpoints).")
+  FLAGS["image"] = flags.DEFINE_string("image", None, "The image to edit.")
+  FLAGS["other_image"] = flags.DEFINE_string("other_image", "", "Image whose particles' "
+                                             "features --swap takes.")
+  FLAGS["move"] = flags.DEFINE_multi_string("move", [], "INDEX:DX,DY: move particle INDEX "
+                                            "by DX pixels right and DY pixels down.")
+  FLAGS["swap"] = flags.DEFINE_multi_string("swap", [], "INDEX:OTHER: particle INDEX takes "
+                                            "the features of particle OTHER of --other_image.")
+  FLAGS["out"] = flags.DEFINE_string("out", "edited.png", "PNG to write.")
+  FLAGS["bn_recalibration_batches"] = flags.DEFINE_integer(
+      "bn_recalibration_batches", None, "Training batches the BN running statistics are "
+      "re-estimated on before encoding (default: the workdir's "
+      "eval.bn_recalibration_batches; 0: the stored training statistics).")
+  FLAGS["data_dir"] = flags.DEFINE_string("data_dir", "", "The training data, where the "
+                                          "workdir's config.data.data_dir no longer points "
+                                          "to it.")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -13,7 +13,6 @@ labels: 1..K the parts, 0 background where a mask of the same name in ``--masks`
 so; without masks every pixel gets a part).
 """
 
-import json
 import os
 import sys
 
@@ -28,14 +27,26 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 CUT_MULTIPLE = 16
 
 
-def load_workdir(workdir: str):
-  """(config, state) of the latest checkpoint of a part-discovery workdir."""
+def default_side(config) -> int:
+  """The shorter side new images get: the training side, 64 for the toy segmenter and 256
+  for DeepLab."""
+  return 64 if config.model.segmenter == "toy" else 256
+
+
+def restore_state(workdir: str, config):
+  """The state of the latest checkpoint of a part-discovery workdir, on the host."""
   import jax  # pylint: disable=import-outside-toplevel
   from dti_jax.methods.unsup_parts import trainer as unsup_parts  # pylint: disable=import-outside-toplevel
   from dti_jax.run import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
-  config = workdir_lib.read_config(workdir, "unsup_parts")
   state, _ = workdir_lib.restore_trained(workdir, unsup_parts.abstract_state(config))
-  return config, jax.device_get(state)
+  return jax.device_get(state)
+
+
+def load_workdir(workdir: str):
+  """(config, state) of the latest checkpoint of a part-discovery workdir."""
+  from dti_jax.run import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  config = workdir_lib.read_config(workdir, "unsup_parts")
+  return config, restore_state(workdir, config)
 
 
 def read_image(path: str, side: int, mode: str = "RGB"):
@@ -56,28 +67,49 @@ def read_image(path: str, side: int, mode: str = "RGB"):
   return array[..., None] if array.ndim == 2 else array
 
 
+def create_predictor(config):
+  """Jitted (state, images [1, h, w, C]) -> eval-mode part logits [1, h, w, K]."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from dti_jax.methods.unsup_parts import trainer as unsup_parts  # pylint: disable=import-outside-toplevel
+  return jax.jit(lambda state, images: unsup_parts.predict_logits(state, images, config=config))
+
+
+def label_image(predict, state, image):
+  """int [h, w] part labels 1..K (argmax) of one [h, w, C] image."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  return np.asarray(predict(state, image[None]))[0].argmax(-1) + 1
+
+
+def write_part_maps(out_dir: str, stem: str, image, labels, num_parts: int) -> str:
+  """Writes STEM_parts.png (palette overlay) and STEM_labels.png (uint8 labels 0..K);
+  returns the label map's path."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from dti_jax.methods.unsup_parts import part_maps  # pylint: disable=import-outside-toplevel
+  from dti_jax.viz import grids  # pylint: disable=import-outside-toplevel
+  grids.save_png(os.path.join(out_dir, f"{stem}_parts.png"),
+                 part_maps.overlay(image[None], labels[None], num_parts + 1)[0])
+  path = os.path.join(out_dir, f"{stem}_labels.png")
+  Image.fromarray(labels.astype(np.uint8)).save(path)
+  return path
+
+
 def segment_folder(config, state, images_dir: str, out_dir: str, masks_dir: str | None,
                    side: int) -> list[str]:
   """Writes NAME_parts.png and NAME_labels.png per image; returns the names done."""
-  import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  from dti_jax.methods.unsup_parts import trainer as unsup_parts  # pylint: disable=import-outside-toplevel
-  from dti_jax.methods.unsup_parts import part_maps  # pylint: disable=import-outside-toplevel
-  from dti_jax.viz import grids
   if not os.path.isdir(images_dir):
     raise ValueError(f"--images={images_dir!r} is not a folder")
   names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
   if not names:
     raise ValueError(f"--images={images_dir!r} holds no .png / .jpg / .jpeg image")
-  side = side or (64 if config.model.segmenter == "toy" else 256)
-  predict = jax.jit(lambda state, images: unsup_parts.predict_logits(state, images,
-                                                                     config=config))
+  side = side or default_side(config)
+  predict = create_predictor(config)
   os.makedirs(out_dir, exist_ok=True)
   k = config.model.num_parts
   for name in names:
     image = read_image(os.path.join(images_dir, name), side)
-    labels = np.asarray(predict(state, image[None]))[0].argmax(-1) + 1
+    labels = label_image(predict, state, image)
     stem = os.path.splitext(name)[0]
     if masks_dir:
       candidates = [n for n in os.listdir(masks_dir) if os.path.splitext(n)[0] == stem]
@@ -85,9 +117,7 @@ def segment_folder(config, state, images_dir: str, out_dir: str, masks_dir: str 
         raise ValueError(f"--masks={masks_dir!r} has no mask named {stem}.*")
       mask = read_image(os.path.join(masks_dir, candidates[0]), side, mode="L")[..., 0]
       labels = np.where(mask > 0.5, labels, 0)
-    grids.save_png(os.path.join(out_dir, f"{stem}_parts.png"),
-                   part_maps.overlay(image[None], labels[None], k + 1)[0])
-    Image.fromarray(labels.astype(np.uint8)).save(os.path.join(out_dir, f"{stem}_labels.png"))
+    write_part_maps(out_dir, stem, image, labels, k)
     print(f"{name}: parts {np.bincount(labels.ravel(), minlength=k + 1)[1:].tolist()} pixels")
   return names
 
