@@ -11,7 +11,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 METHODS = sorted(path.name for path in (REPO / "dti_jax" / "methods").iterdir()
-                 if (path / "method.py").exists() or (path / "trainer.py").exists())
+                 if (path / "trainer.py").exists())
 ENTRY_POINTS = ("dti_jax.main", "dti_jax.infer")
 SHARED = ("dti_jax/transforms", "dti_jax/ops", "dti_jax/nets", "dti_jax/metrics",
           "dti_jax/viz", "dti_jax/interop")
@@ -77,3 +77,25 @@ def test_the_layering_check_catches_a_method_importing_another(tmp_path):
   banned = FORBIDDEN["dti_jax/methods/dti_sprites"]
   assert any(name.startswith(b) for name in _imports(bad) for b in banned
              if not _allowed("dti_jax/methods/dti_sprites", name))
+
+
+def test_every_registered_method_assembles_with_its_hooks():
+  """Each entry of the method table gives every member of the protocol; the hooks are
+  there exactly where a method defines them."""
+  from dti_jax import methods  # pylint: disable=import-outside-toplevel
+  from dti_jax.run import method as method_lib  # pylint: disable=import-outside-toplevel
+  hooks = {"after_step_function": method_lib.AfterStepHook,
+           "epoch_start_function": method_lib.EpochStartHook,
+           "load_source": method_lib.DataHook}
+  expected = {"dti_clustering": {"after_step_function"}, "dti_sprites": {"after_step_function"},
+              "deepcluster": {"epoch_start_function"},
+              "linear_probe": {"epoch_start_function", "load_source"},
+              "dlp": set(), "unsup_parts": set()}
+  assert set(methods.METHODS) == set(expected)
+  for name, wanted in expected.items():
+    method = methods.get(name)
+    assert isinstance(method, method_lib.Method), name
+    assert {hook for hook, protocol in hooks.items() if isinstance(method, protocol)} == wanted
+  with pytest.raises(TypeError, match="lacks create_evaluator, final_evaluation"):
+    method_lib.assemble("broken", methods.importlib.import_module(
+        "dti_jax.methods.dlp.trainer"), object())

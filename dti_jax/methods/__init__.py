@@ -1,7 +1,7 @@
 """The methods, one folder each, and the registry that maps ``config.method`` to one.
 
-A method folder holds its model, losses, trainer, evaluation and tools, and a
-``method.py`` with the members the loop calls (`dti_jax.run.method.Method`). Methods
+A method folder holds its model, losses, trainer, evaluation and tools; its trainer
+and evaluation modules define the members the loop calls (`dti_jax.run.method.Method`). Methods
 never import each other; what two share lives in the shared layers (nets, ops,
 transforms, metrics, viz) or in the run package. A new method needs a folder, a
 config and one line in `METHODS`.
@@ -15,24 +15,30 @@ import ml_collections
 from dti_jax.run import loop
 from dti_jax.run import method as method_lib
 
-# config.method -> the module that implements the method for the loop.
+# config.method -> (module with the state, steps and stages and any hooks, module with
+# the evaluator and the final evaluation); see `dti_jax.run.method.Method`.
 METHODS = {
-    "dti_clustering": "dti_jax.methods.dti_clustering.method",
-    "dti_sprites": "dti_jax.methods.dti_sprites.method",
-    "deepcluster": "dti_jax.methods.deepcluster.method",
-    "linear_probe": "dti_jax.methods.deepcluster.linear_probe_method",
-    "dlp": "dti_jax.methods.dlp.method",
-    "unsup_parts": "dti_jax.methods.unsup_parts.method",
+    "dti_clustering": ("dti_jax.methods.dti_clustering.trainer",
+                       "dti_jax.methods.dti_clustering.evaluation"),
+    "dti_sprites": ("dti_jax.methods.dti_sprites.trainer",
+                    "dti_jax.methods.dti_sprites.evaluation"),
+    "deepcluster": ("dti_jax.methods.deepcluster.trainer",
+                    "dti_jax.methods.deepcluster.evaluation"),
+    "linear_probe": ("dti_jax.methods.deepcluster.linear_probe",
+                     "dti_jax.methods.deepcluster.linear_probe"),
+    "dlp": ("dti_jax.methods.dlp.trainer", "dti_jax.methods.dlp.evaluation"),
+    "unsup_parts": ("dti_jax.methods.unsup_parts.trainer",
+                    "dti_jax.methods.unsup_parts.evaluation"),
 }
 
 
 def get(name: str) -> method_lib.Method:
-  """The method module of ``config.method`` = ``name`` (imported on first use)."""
+  """The method of ``config.method`` = ``name``, assembled from its two modules
+  (imported on first use)."""
   if name not in METHODS:
     raise ValueError(f"config.method={name!r} is not one of {sorted(METHODS)}")
-  module = importlib.import_module(METHODS[name])
-  method_lib.check(module, name)
-  return module
+  trainer, evaluation = (importlib.import_module(module) for module in METHODS[name])
+  return method_lib.assemble(name, trainer, evaluation)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,

@@ -55,3 +55,14 @@ def periodic_reassignment(config: ml_collections.ConfigDict, reassign_clusters: 
     return state, {"train/reassigned_clusters": moved}, message
 
   return after_step
+
+
+def after_step_hook(reassign_clusters: Callable,
+                    reassign_allowed: Callable[[Hashable], bool]) -> Callable:
+  """A method's ``after_step_function(config, mesh)`` running `periodic_reassignment`."""
+
+  def after_step_function(config: ml_collections.ConfigDict, mesh: Any) -> Callable:
+    del mesh  # the state keeps its replicated sharding
+    return periodic_reassignment(config, reassign_clusters, reassign_allowed)
+
+  return after_step_function

@@ -1,13 +1,15 @@
 """What the loop needs of a method: the `Method` protocol and its optional hooks.
 
-A method is a module (``dti_jax.methods.<name>.method``) whose functions are the
-members below; the loop calls nothing else. A stage is any hashable value the method
+A method is the namespace `assemble` builds from two modules of its folder: the
+trainer (state, steps, stages and any hooks) and the evaluation (evaluator and final
+evaluation); the loop calls nothing else. A stage is any hashable value the method
 derives from the step (a curriculum stage, a training phase);
 the loop compiles one step function per stage. Hooks are optional: a method that needs
 none does not define them, and the loop checks with ``isinstance`` against the hook's
-protocol (``runtime_checkable`` checks that the names exist, which a module satisfies).
+protocol (``runtime_checkable`` checks that the names exist).
 """
 
+import types
 from typing import Any, Callable, Hashable, Iterator, Protocol, runtime_checkable
 
 import jax
@@ -104,8 +106,19 @@ MEMBERS = tuple(sorted(set(Method.__annotations__) | {
     name for name, value in vars(Method).items() if callable(value) and name[0] != "_"}))
 
 
-def check(method: Any, name: str) -> None:
-  """Raises TypeError naming the missing members when ``method`` is not a Method."""
-  missing = [member for member in MEMBERS if not hasattr(method, member)]
+HOOKS = ("after_step_function", "epoch_start_function", "load_source")
+EVALUATION_MEMBERS = ("create_evaluator", "final_evaluation")
+
+
+def assemble(name: str, trainer: Any, evaluation: Any) -> Method:
+  """The method ``name``: `Method`'s members from ``trainer`` (the evaluator's two from
+  ``evaluation``) and the hooks ``trainer`` defines; TypeError naming what is missing."""
+  members = {}
+  for member in MEMBERS + HOOKS:
+    module = evaluation if member in EVALUATION_MEMBERS else trainer
+    if hasattr(module, member):
+      members[member] = getattr(module, member)
+  missing = [member for member in MEMBERS if member not in members]
   if missing:
     raise TypeError(f"method {name!r} lacks {', '.join(missing)}")
+  return types.SimpleNamespace(**members)

@@ -10,9 +10,7 @@ shorter side to data.resize_size and take the centre data.crop_size square.
 Per image: the cluster and the squared distance to its centroid (whitened space).
 """
 
-import dataclasses
 import functools
-from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,18 +23,10 @@ from dti_jax.methods.deepcluster import clustering
 from dti_jax.methods.deepcluster import network as network_lib
 from dti_jax.methods.deepcluster import trainer
 from dti_jax.run import workdir as workdir_lib
+from dti_jax.run.inference import Predictor
 
 HEADER = ("cluster", "distance")
 FOLDER = "clusters"
-
-
-@dataclasses.dataclass(frozen=True)
-class Predictor:
-  """A restored network and clustering, and their jitted assignment of uint8 images."""
-  config: ml_collections.ConfigDict
-  state: Any
-  image_shape: tuple[int, int, int]
-  assign: Callable[[Any, np.ndarray], tuple[jax.Array, jax.Array]]
 
 
 def _assign(state, images, *, config, network):
@@ -63,7 +53,7 @@ def load(workdir: str, config: ml_collections.ConfigDict) -> Predictor:
     raise ValueError(f"{workdir} holds no clustering yet (its checkpoint precedes the "
                      "first epoch)")
   assign = jax.jit(functools.partial(_assign, config=config, network=network))
-  return Predictor(config, state, shape, assign)
+  return Predictor(config, state, assign, shape)
 
 
 def read(predictor: Predictor, path: str) -> np.ndarray:
@@ -89,5 +79,5 @@ def rows(predictor: Predictor, images: list[np.ndarray], names: list[str],
          out_dir: str) -> list[tuple]:
   """(cluster, squared distance to its centroid) per image."""
   del names, out_dir
-  clusters, distances = jax.device_get(predictor.assign(predictor.state, np.stack(images)))
+  clusters, distances = jax.device_get(predictor.apply(predictor.state, np.stack(images)))
   return [(int(c), float(d)) for c, d in zip(clusters, distances)]

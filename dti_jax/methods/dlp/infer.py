@@ -13,9 +13,8 @@ model, which has none), and ``NAME_particles.png``: the S x S input with the par
 drawn as rings (faded by obj_on).
 """
 
-import dataclasses
+import functools
 import os
-from typing import Any
 
 import jax
 import ml_collections
@@ -25,24 +24,17 @@ from data_pipelines import files
 from dti_jax.methods.dlp import edit
 from dti_jax.methods.dlp import keypoints
 from dti_jax.methods.dlp import pictures
+from dti_jax.run.inference import Predictor
 from dti_jax.viz import grids
 
 HEADER = ("particles", "obj_on", "picture")
 FOLDER = "particles"
 
 
-@dataclasses.dataclass(frozen=True)
-class Predictor:
-  """A restored model; `edit.encode` jits its deterministic encoder."""
-  config: ml_collections.ConfigDict
-  state: Any
-  model: Any
-
-
 def load(workdir: str, config: ml_collections.ConfigDict) -> Predictor:
   """The latest checkpoint of a DLP workdir, with its stored BN statistics."""
   state, model = edit.restore_model(workdir, config)
-  return Predictor(config, state, model)
+  return Predictor(config, state, functools.partial(edit.encode, model))
 
 
 def read(predictor: Predictor, path: str) -> np.ndarray:
@@ -60,7 +52,7 @@ def rows(predictor: Predictor, images: list[np.ndarray], names: list[str],
          out_dir: str) -> list[tuple]:
   """(particles, obj_on, picture PNG) per image; writes the pictures to ``out_dir``."""
   images = np.stack(images)
-  particles = jax.device_get(edit.encode(predictor.model, predictor.state, images))
+  particles = jax.device_get(predictor.apply(predictor.state, images))
   count, side = predictor.config.model.num_particles, predictor.config.model.image_size
   positions = keypoints.to_pixels(particles["mu"][:, :count], side)   # [B, K, (row, col)]
   on = edit.presence(particles, count)

@@ -36,6 +36,7 @@ from dti_jax.run import schedules
 Stage = str  # "warmup", "noisy" or "normal"
 PHASE_CODES = {"warmup": 0, "noisy": 1, "normal": 2}
 BACKGROUND_BRANCH = ("pointnet", "background_decoder")
+BATCH_KEYS = ("image",)  # what a train step reads of a batch
 
 
 @flax.struct.dataclass

@@ -4,10 +4,8 @@ Per image: the cluster, the transformation-invariant distance to its prototype, 
 prototype warped to the image, written as ``NAME_cluster<k>.png``.
 """
 
-import dataclasses
 import functools
 import os
-from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -16,19 +14,11 @@ import numpy as np
 from data_pipelines import files
 from dti_jax.methods.dti_clustering import trainer
 from dti_jax.run import workdir as workdir_lib
+from dti_jax.run.inference import Predictor
 from dti_jax.viz import grids
 
 HEADER = ("cluster", "distance", "reconstruction")
 FOLDER = "reconstructions"
-
-
-@dataclasses.dataclass(frozen=True)
-class Predictor:
-  """A restored model and its jitted assignment to the active prototypes."""
-  config: ml_collections.ConfigDict
-  state: Any
-  image_shape: tuple[int, int, int]
-  assign: Callable[[Any, np.ndarray], dict[str, jax.Array]]
 
 
 def load(workdir: str, config: ml_collections.ConfigDict) -> Predictor:
@@ -38,7 +28,7 @@ def load(workdir: str, config: ml_collections.ConfigDict) -> Predictor:
       config, jax.random.key(0), np.zeros((config.model.n_prototypes,) + shape, np.float32))
   state, meta = workdir_lib.restore_trained(workdir, template)
   assign = jax.jit(functools.partial(trainer.assign, config=config, n_active=meta["n_active"]))
-  return Predictor(config, state, shape, assign)
+  return Predictor(config, state, assign, shape)
 
 
 def read(predictor: Predictor, path: str) -> np.ndarray:
@@ -49,7 +39,7 @@ def read(predictor: Predictor, path: str) -> np.ndarray:
 def rows(predictor: Predictor, images: list[np.ndarray], names: list[str],
          out_dir: str) -> list[tuple]:
   """(cluster, distance, reconstruction PNG) per image; writes the PNGs to ``out_dir``."""
-  out = jax.device_get(predictor.assign(predictor.state, np.stack(images)))
+  out = jax.device_get(predictor.apply(predictor.state, np.stack(images)))
   result = []
   for i, name in enumerate(names):
     cluster = int(out["cluster"][i])

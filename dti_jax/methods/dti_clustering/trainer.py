@@ -25,6 +25,7 @@ from dti_jax.nets import resnet
 from dti_jax.ops import gaussian, reassignment
 from dti_jax.run import schedules
 
+BATCH_KEYS = ("image",)  # what a train step reads of a batch
 MODELS = ("dtikmeans", "dtigmm")
 CLUSTER_GROUP = "clusters"
 ENCODER_GROUP = "encoder_net"
@@ -328,3 +329,7 @@ def initial_prototypes(images_uint8: np.ndarray, n_prototypes: int, seed: int) -
   rng = np.random.default_rng(seed)
   indices = rng.integers(0, len(images_uint8), size=n_prototypes)
   return images_uint8[indices].astype(np.float32) / 255.0
+
+
+# The loop's after-step hook: small clusters reassigned every check_cluster_every_steps.
+after_step_function = reassignment.after_step_hook(reassign_clusters, reassign_allowed)

@@ -5,10 +5,8 @@ output folder the input, the reconstruction, the coloured instance segmentation 
 raw label map ``NAME_labels.png`` (value l = layer l, 0 = background).
 """
 
-import dataclasses
 import functools
 import os
-from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -18,18 +16,10 @@ from data_pipelines import files
 from dti_jax.methods.dti_sprites import evaluation
 from dti_jax.methods.dti_sprites import trainer
 from dti_jax.run import workdir as workdir_lib
+from dti_jax.run.inference import Predictor
 
 HEADER = ("sprites", "error", "segmentation")
 FOLDER = "segmentations"
-
-
-@dataclasses.dataclass(frozen=True)
-class Predictor:
-  """A restored model and its jitted decomposition at the checkpoint's curriculum stage."""
-  config: ml_collections.ConfigDict
-  state: Any
-  image_shape: tuple[int, int, int]
-  decompose: Callable[[Any, np.ndarray], dict[str, jax.Array]]
 
 
 def load(workdir: str, config: ml_collections.ConfigDict) -> Predictor:
@@ -40,7 +30,7 @@ def load(workdir: str, config: ml_collections.ConfigDict) -> Predictor:
   state, meta = workdir_lib.restore_trained(workdir, template)
   decompose = jax.jit(functools.partial(trainer.decomposition_outputs, config=config,
                                         stage=trainer.Stage(*meta["stage"])))
-  return Predictor(config, state, shape, decompose)
+  return Predictor(config, state, decompose, shape)
 
 
 def read(predictor: Predictor, path: str) -> np.ndarray:
@@ -52,7 +42,7 @@ def rows(predictor: Predictor, images: list[np.ndarray], names: list[str],
          out_dir: str) -> list[tuple]:
   """(sprites per layer, error, label map PNG) per image; writes the PNGs to ``out_dir``."""
   images = np.stack(images)
-  out = jax.device_get(predictor.decompose(predictor.state, images))
+  out = jax.device_get(predictor.apply(predictor.state, images))
   evaluation.write_segmentations(out_dir, images, out, names)
   return [(" ".join(str(int(k)) for k in out["choice"][i]), float(out["errors"][i]),
            os.path.join(out_dir, f"{name}_labels.png")) for i, name in enumerate(names)]

@@ -26,6 +26,7 @@ from dti_jax.ops import reassignment
 from dti_jax.methods.dti_sprites import compositing
 from dti_jax.run import schedules
 
+BATCH_KEYS = ("image",)  # what a train step reads of a batch
 CLUSTER_GROUPS = ("prototypes", "masks", "backgrounds")
 ENCODER_GROUP = "encoder_net"
 Stage = decomposition.Stage
@@ -393,3 +394,7 @@ def compose_hard(background, colours, alphas, occlusion):
   slot_colours = jnp.concatenate([background[None], colours])
   slot_alphas = jnp.concatenate([jnp.ones_like(alphas[:1]), alphas])
   return compositing.compose(slot_colours, slot_alphas, compositing.with_background(occlusion))
+
+
+# The loop's after-step hook: small clusters reassigned every check_cluster_every_steps.
+after_step_function = reassignment.after_step_hook(reassign_clusters, reassign_allowed)

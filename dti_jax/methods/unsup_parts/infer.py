@@ -8,24 +8,15 @@ with at least one pixel) and ``NAME_labels.png`` (uint8, 1..K), next to
 ``NAME_parts.png`` (the image overlaid with the part colours).
 """
 
-import dataclasses
-from typing import Any, Callable
 
 import ml_collections
 import numpy as np
 
 from dti_jax.methods.unsup_parts import segment
+from dti_jax.run.inference import Predictor
 
 HEADER = ("parts", "labels")
 FOLDER = "parts"
-
-
-@dataclasses.dataclass(frozen=True)
-class Predictor:
-  """A restored segmenter (on the host) and its jitted eval-mode logits."""
-  config: ml_collections.ConfigDict
-  state: Any
-  predict: Callable[[Any, np.ndarray], Any]
 
 
 def load(workdir: str, config: ml_collections.ConfigDict) -> Predictor:
@@ -47,7 +38,7 @@ def rows(predictor: Predictor, images: list[np.ndarray], names: list[str],
   """
   result = []
   for image, name in zip(images, names):
-    labels = segment.label_image(predictor.predict, predictor.state, image)
+    labels = segment.label_image(predictor.apply, predictor.state, image)
     path = segment.write_part_maps(out_dir, name, image, labels,
                                    predictor.config.model.num_parts)
     result.append((len(np.unique(labels[labels > 0])), path))
