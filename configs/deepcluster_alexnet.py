@@ -6,7 +6,7 @@ epoch, the uniform-over-clusters sampler, constant-lr SGD 0.05 / momentum 0.9 / 
 decay 1e-5 (a momentum-free top layer re-created every epoch), batch 256, feature pass
 on Resize(256) + CenterCrop(224), training on RandomResizedCrop(224) + flip, 500 epochs
 (the paper; the public main.sh leaves 200). ImageNet streams from disk: tfds
-`imagenet2012` (prepared once, see the README), or a class-folder copy with
+`imagenet2012` (prepared once, see docs/deepcluster.md), or a class-folder copy with
 --config.data.name=image_folder_stream --config.data.data_dir=/path/to/train.
 
 Paper, AlexNet linear probes on ImageNet (top-1 %): conv4 39.8 (best layer; other layers

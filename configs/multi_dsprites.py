@@ -8,7 +8,7 @@ Variants (``--config=configs/multi_dsprites.py:VARIANT``):
               (first 60,000 scenes; `python scripts/download_data.py multi_dsprites`):
               510 epochs, lr 1e-4, transformer lr x0.1 after epochs 250 and 500.
   procedural  the same model on the offline generator, on a short schedule for a
-              2-core CPU (750 steps): see the README for its numbers.
+              2-core CPU (750 steps): see docs/dti_sprites.md for its numbers.
 
   python -m dti_jax.main --config=configs/multi_dsprites.py:procedural --workdir=/tmp/dsprites
 """

@@ -6,7 +6,7 @@ Variants (``--config=configs/tetrominoes.py:VARIANT``):
               210 epochs, lr 1e-4, transformer lr x0.1 after epochs 100 and 200.
   procedural  the same model on the offline generator (`data_pipelines.procedural`),
               on a schedule that fits a 2-core CPU in under an hour (see below and
-              the README for its numbers).
+              docs/dti_sprites.md for its numbers).
 
   python -m dti_jax.main --config=configs/tetrominoes.py:procedural --workdir=/tmp/tetro
 """

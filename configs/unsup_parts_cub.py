@@ -20,7 +20,7 @@ labels; likely the camera-ready numbers, unverified).
 
 Data (--config.data.data_dir): the CUB_200_2011 folder (images/, images.txt,
 train_test_split.txt, bounding_boxes.txt, parts/part_locs.txt) with CMR's cachedir
-(cachedir/cub/data/{train,test}_cub_cleaned.mat) inside it; see README.
+(cachedir/cub/data/{train,test}_cub_cleaned.mat) inside it; see docs/unsup_parts.md.
 Weights: --config.model.backbone_weights (resnet50-caffe-22edcc82.pth converted) and
 --config.perceptual.weights (torchvision vgg19-dcbb9e9d.pth converted), both by
 `python -m scripts.convert_torch_weights`.

@@ -13,7 +13,7 @@ FG-ARI 46.6, NMI 68.1, ARI 90.6; released checkpoint with the original notebook:
 
 Data (--config.data.data_dir): the DeepFashion in-shop folder with img_highres_seg/
 images and their *_segment.png maps and the DeepFashion_segmentation_{train,query,
-gallery}.json split files; see README. Weights as for CUB.
+gallery}.json split files; see docs/unsup_parts.md. Weights as for CUB.
 
 Variants: (none) the paper's run (a GPU job); ``smoke``: a width-8 ResNet and a random
 phi on the first 12 training images, 2 steps, no weights needed.
