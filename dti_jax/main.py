@@ -73,18 +73,22 @@ def main(argv: list[str]) -> None:
   # Keep TensorFlow (tf.data only) off the accelerators JAX uses.
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")
+  watch = None
   if _MULTIHOST.value:
     from dti_jax.run import distributed
     try:
       distributed.initialize()
     except ValueError as error:
       sys.exit(f"error: {error}")
+    watch = distributed.PeerWatch().start()
   from dti_jax import methods
   try:
     methods.train_and_evaluate(config, os.path.abspath(_WORKDIR.value),
                                num_devices=_NUM_DEVICES.value)
   except (ValueError, OSError, FloatingPointError) as error:
     sys.exit(f"error: {_describe(error)}")
+  if watch is not None:
+    watch.finish()
 
 
 if __name__ == "__main__":
