@@ -37,6 +37,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from data_pipelines import files
 
@@ -73,6 +74,8 @@ def _first_line(error: Exception) -> str:
 
 def main(argv):
   del argv
+  if not flags.FLAGS["verbosity"].present:  # library INFO lines only on request
+    logging.set_verbosity(logging.WARNING)
   if not _WORKDIR.value or not _IMAGES.value:
     sys.exit("error: --workdir and --images are required")
   from dti_jax.run import workdir as workdir_lib  # pylint: disable=import-outside-toplevel

@@ -11,9 +11,13 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow serves tf.data only
+# Without oneDNN's custom kernels (TensorFlow gathers, casts and resizes images here)
+# TensorFlow prints no start-up banner before its logging is set up.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -58,9 +62,17 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(f"error: {_one_line(error)}")
 
 
+def quiet_libraries() -> None:
+  """Library INFO lines (orbax's ~20 per checkpoint) stay off the terminal unless
+  ``--verbosity`` asks for them; warnings and errors still show."""
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  quiet_libraries()
   if _WORKDIR.value is None:
     sys.exit("error: --workdir is required")
   try:

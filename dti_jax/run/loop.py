@@ -199,6 +199,7 @@ class _Training:
                         if isinstance(method, method_lib.EpochStartHook) else None)
     self.sums, self.loss_count, self.stage = {}, 0, None  # metric sums since the last log
     self.first_bad = jnp.int32(-1)
+    self.stages_timed = False
 
   def step_fn(self, stage):
     """The jitted step of a stage, compiled on first use."""
@@ -250,15 +251,43 @@ class _Training:
           return state
     return state
 
+  def time_stages(self, state, step: int, batch) -> None:
+    """Compiles and times one step of every later stage (on a copy of the state, which
+    stays untouched), so that the ETA covers the remaining stages at their own speed."""
+    self.stages_timed = True
+    boundaries, spe = [], self.steps_per_epoch
+    for epoch in range(step // spe, -(-self.total_steps // spe)):
+      first = max(epoch * spe, step)
+      stage = self.method.stage_at(self.config, first, spe)
+      if not boundaries or boundaries[-1][1] != stage:
+        boundaries.append((first, stage))
+    costs = {}
+    for stage in dict.fromkeys(later for _, later in boundaries[1:]):
+      if stage == boundaries[0][1]:
+        continue
+      trial, _ = self.step_fn(stage)(jax.tree.map(lambda x: x.copy(), state), batch)
+      times = []
+      for _ in range(3):  # the fastest of three steps after the compiling one
+        start = time.perf_counter()
+        trial, _ = self.step_fn(stage)(jax.block_until_ready(trial), batch)
+        jax.block_until_ready(trial)
+        times.append(time.perf_counter() - start)
+      costs[stage] = min(times)
+    self.progress.set_stage_costs(boundaries, costs)
+
   def train_one(self, state, step: int, host_batch):
     """One step with its hook, logging and evaluation; returns (state, step)."""
     config, method = self.config, self.method
     stage = method.stage_at(config, step, self.steps_per_epoch)
+    batch = partition.to_global({name: host_batch[name] for name in method.BATCH_KEYS},
+                                self.mesh)
+    if not self.stages_timed:
+      start = time.perf_counter()
+      self.time_stages(state, step, batch)
+      self.progress.pause(time.perf_counter() - start)
     if stage != self.stage:
       self.stage = stage
       reporting.console(f"step {step}: {method.describe_stage(config, stage)}")
-    batch = partition.to_global({name: host_batch[name] for name in method.BATCH_KEYS},
-                                self.mesh)
     state, metrics = self.step_fn(stage)(state, batch)
     step += 1
     self.first_bad = _first_nonfinite(self.first_bad, metrics["loss"], step)
@@ -281,7 +310,7 @@ class _Training:
     loss = means["loss"]
     if not np.isfinite(loss):
       _check_finite(state, self.first_bad, step, self.manager)
-    speed = self.progress.update(step)
+    speed = self.progress.update(step, self.stage)
     self.writer.write_scalars(step, {
         **{f"train/{n}": v for n, v in means.items()},
         "train/learning_rate": float(metrics["learning_rate"]),

@@ -5,6 +5,7 @@ each reads its own slice of every batch; kills, signals and a lone death across 
 import glob
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -94,6 +95,14 @@ def single(tmp_path_factory):
   result = subprocess.run(_command(workdir), cwd=REPO, capture_output=True, text=True,
                           env=_environment(4), timeout=400)
   assert result.returncode == 0, result.stderr[-2000:]
+  # The console holds the project's lines only: no library INFO line (absl's format:
+  # I + date), no TensorFlow start-up banner; every progress line has an ETA.
+  noise = [line for line in result.stderr.splitlines()
+           if re.match(r"I\d{4} ", line) or "oneDNN" in line or "InitializeLog" in line]
+  assert not noise, noise[:3]
+  progress = [line for line in result.stdout.splitlines() if re.match(r"step \d+/", line)]
+  assert len(progress) == 28 and all(re.search(r"ETA \d+\.\d min$", line)
+                                     for line in progress)
   return workdir
 
 
