@@ -55,7 +55,7 @@ def read(folder: str, image_size: int, channels: int = 0
     raise FileNotFoundError(
         f"image_folder: {folder} not found; see the expected layout with "
         f"`python scripts/download_data.py image_folder --data_dir={folder}`")
-  paths, labels, classes = _layout(folder)
+  paths, labels, classes = layout(folder)
   if channels == 0:  # headers only; stops at the first colour file
     channels = 1 if all(_opened(path, is_grey) for path in paths) else 3
   images = np.empty((len(paths), image_size, image_size, channels), np.uint8)
@@ -77,8 +77,9 @@ def is_grey(image: Image.Image) -> bool:
   return False
 
 
-def _layout(folder: str) -> tuple[list[str], list[int], tuple[str, ...]]:
-  """(paths, labels, class names) of a flat or class-subfolder image folder."""
+def layout(folder: str) -> tuple[list[str], list[int], tuple[str, ...]]:
+  """(paths, labels, class names) of a flat (labels -1, no names) or class-subfolder
+  image folder, as `read` describes; ValueError when it holds no image or both."""
   top_paths = _files_in(folder)
   classes, class_paths = [], []
   for entry in sorted(os.listdir(folder)):

@@ -4,7 +4,9 @@ part maps (unsupervised part discovery), dispatching on the workdir's ``config.m
 
   python -m dti_jax.infer --workdir=workdirs/mnist5k --images='photos/*.png' --out=results.csv
 
-One CSV row per image, its path first; the pictures go to ``<out stem>_<folder>/``, named
+A folder sorted into one subfolder per class (the layout training reads labels from)
+is read below its subfolders, and for the clustering methods the clusters are scored
+against the classes (acc, NMI, ARI, printed). One CSV row per image, its path first; the pictures go to ``<out stem>_<folder>/``, named
 by the image's position in the sorted list (``000000``, ...: unique for a glob spanning
 folders):
 - dti_clustering: path, cluster, distance, reconstruction (the assigned prototype warped
@@ -38,8 +40,9 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+import numpy as np
 
-from data_pipelines import files
+from data_pipelines import files, image_folder
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained workdir (config.json + checkpoints).")
 _IMAGES = flags.DEFINE_string("images", None, "A folder of images or a glob pattern.")
@@ -59,13 +62,36 @@ SERVED_METHODS = {
 IMAGE_EXTENSIONS = files.IMAGE_EXTENSIONS + (".tif", ".tiff")
 
 
-def list_images(pattern: str) -> list[str]:
-  """Image files of a folder (sorted) or of a glob pattern."""
+def list_images(pattern: str) -> tuple[list[str], list[int] | None, tuple[str, ...]]:
+  """(paths, labels, class names): the image files of a folder (sorted) or of a glob
+  pattern; a folder sorted into one subfolder per class (torchvision's ImageFolder
+  layout, read as for training) also gives each image its class, else labels is None."""
   if os.path.isdir(pattern):
     paths = [os.path.join(pattern, n) for n in os.listdir(pattern)]
-  else:
-    paths = glob.glob(pattern)
-  return sorted(p for p in paths if p.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(p))
+    flat = sorted(p for p in paths if p.lower().endswith(IMAGE_EXTENSIONS)
+                  and os.path.isfile(p))
+    if flat or not any(os.path.isdir(p) for p in paths):
+      return flat, None, ()
+    try:
+      paths, labels, classes = image_folder.layout(pattern)
+    except ValueError:
+      return [], None, ()
+    return paths, labels, classes
+  paths = glob.glob(pattern)
+  return sorted(p for p in paths if p.lower().endswith(IMAGE_EXTENSIONS)
+                and os.path.isfile(p)), None, ()
+
+
+def print_class_scores(rows: list[tuple], labels: dict[str, int],
+                       classes: tuple[str, ...]) -> None:
+  """acc / NMI / ARI of the clusters (second column) against the class subfolders."""
+  from dti_jax.metrics import clustering  # pylint: disable=import-outside-toplevel
+  truth = np.asarray([labels[row[0]] for row in rows])
+  clusters = np.asarray([int(row[1]) for row in rows])
+  scores = clustering.clustering_scores(truth, clusters, len(classes),
+                                        max(int(clusters.max()) + 1, len(classes)))
+  print(f"against the {len(classes)} class subfolders ({len(rows)} images): "
+        f"acc {scores['acc']:.4f} nmi {scores['nmi']:.4f} ari {scores['ari']:.4f}")
 
 
 def _first_line(error: Exception) -> str:
@@ -95,7 +121,7 @@ def main(argv):
   except (ValueError, OSError) as error:
     sys.exit(f"error: {_first_line(error)}")
 
-  paths = list_images(_IMAGES.value)
+  paths, labels, classes = list_images(_IMAGES.value)
   if not paths:
     sys.exit(f"error: no image files match --images={_IMAGES.value}")
   out_dir = f"{os.path.splitext(_OUT.value)[0]}_{served.FOLDER}"
@@ -121,6 +147,8 @@ def main(argv):
     writer.writerow(("path",) + served.HEADER)
     writer.writerows(rows)
   print(f"{len(rows)} image(s) processed -> {_OUT.value}; {failures} unreadable")
+  if labels is not None and rows and served.HEADER[0] == "cluster":
+    print_class_scores(rows, dict(zip(paths, labels)), classes)
   if failures:
     sys.exit(1)
 

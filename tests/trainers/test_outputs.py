@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import numpy as np
+from scipy import optimize
+from sklearn import metrics
 import pytest
 from PIL import Image
 
@@ -90,6 +92,35 @@ def test_infer_assigns_new_images_and_reports_unreadable_ones(trained, tmp_path)
     assert os.path.exists(row["reconstruction"])
   scores = json.loads((workdir / "final_scores.json").read_text())
   assert scores["proportions"][int(rows[0]["cluster"])] > 0
+
+
+def test_infer_scores_a_folder_sorted_into_class_subfolders(trained, tmp_path):
+  workdir, _ = trained
+  source = data_pipelines.load_source("digits_embedded")
+  picked = np.arange(0, 300, 3)
+  for i in picked:
+    folder = tmp_path / "sorted" / f"class_{source.labels[i]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(source.images[i, ..., 0]).save(folder / f"{i:04d}.png")
+  out = tmp_path / "results.csv"
+  result = subprocess.run([sys.executable, "-m", "dti_jax.infer", f"--workdir={workdir}",
+                           f"--images={tmp_path / 'sorted'}", f"--out={out}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  with open(out) as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == len(picked)
+  labels = np.array([int(os.path.basename(os.path.dirname(r["path"]))[6:]) for r in rows])
+  clusters = np.array([int(r["cluster"]) for r in rows])
+  # The printed scores, recomputed from the CSV with scikit-learn and SciPy.
+  confusion = np.zeros((10, 10))
+  np.add.at(confusion, (labels, clusters), 1)
+  rows_, cols = optimize.linear_sum_assignment(-confusion)
+  expected = (f"against the 10 class subfolders (100 images): "
+              f"acc {confusion[rows_, cols].sum() / len(labels):.4f} "
+              f"nmi {metrics.normalized_mutual_info_score(labels, clusters):.4f} "
+              f"ari {metrics.adjusted_rand_score(labels, clusters):.4f}")
+  assert expected in result.stdout.splitlines(), result.stdout
 
 
 def test_infer_names_a_workdir_it_cannot_serve_in_one_line(tmp_path):
