@@ -85,14 +85,18 @@ class PartsEvaluator:
     self._one_image = one_image
 
   def probabilities(self, state, source: data_pipelines.ArraySource):
-    """Yields (host batch, softmax [b, H, W, K]) over ``source``, padding rows dropped."""
+    """Yields (the whole global batch's images and masks, softmax [b, H, W, K]) over
+    ``source``, padding rows dropped; every process reads its rows and gets them all."""
     for host_batch in data_pipelines.eval_batches(
         source, global_batch_size=self.config.eval.batch_size,
         process_index=jax.process_index(), process_count=jax.process_count()):
-      batch = partition.to_global({"image": host_batch["image"]}, self.mesh)
-      logits = partition.to_host(self._logits(state, batch["image"]))
-      valid = host_batch["_mask"]
-      yield ({name: value[valid] for name, value in host_batch.items()},
+      batch = partition.to_global({name: host_batch[name] for name in ("image", "mask",
+                                                                       "_mask")}, self.mesh)
+      batch["logits"] = self._logits(state, batch["image"])
+      batch = partition.to_host(batch)
+      valid = batch.pop("_mask")
+      logits = batch.pop("logits")
+      yield ({name: value[valid] for name, value in batch.items()},
              jax.nn.softmax(logits[valid], axis=-1))
 
   def scores(self, state, stage=None) -> dict[str, Any]:
