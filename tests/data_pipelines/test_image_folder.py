@@ -183,3 +183,32 @@ def test_grey_digit_classes_train_and_score_end_to_end(tmp_path):
   with open(workdir / "final_scores.json") as f:
     scores = json.load(f)
   assert {"acc", "nmi"} <= set(scores) and 0 <= scores["acc"] <= 1, scores
+
+
+@pytest.mark.parametrize("variant", ["small", "sprites_small"])
+def test_image_folder_config_trains_and_scores_a_small_labelled_folder(variant, tmp_path,
+                                                                       fast_compile):
+  """configs/image_folder.py's small-image recipes run on a folder as it is (grey scans
+  keep their one channel) and score its class subfolders."""
+  del fast_compile
+  from configs import image_folder as image_folder_config  # pylint: disable=import-outside-toplevel
+  from dti_jax import methods  # pylint: disable=import-outside-toplevel
+  _grey_class_folder(tmp_path / "digits", count_per_class=13)
+  config = image_folder_config.get_config(variant)
+  config.data.data_dir = str(tmp_path / "digits")
+  config.train.num_epochs = 1
+  config.log.num_probe_images = 2
+  final = methods.train_and_evaluate(config, str(tmp_path / "run"), num_devices=1)
+  with open(tmp_path / "run" / "final_scores.json") as f:
+    scores = json.load(f)
+  assert {"acc", "nmi"} <= set(scores) and scores["acc"] == final["acc"], scores
+
+
+@pytest.mark.parametrize("variant", ["photos", "sprites_photos"])
+def test_image_folder_photo_recipes_validate_at_128_pixels(variant):
+  from configs import image_folder as image_folder_config  # pylint: disable=import-outside-toplevel
+  from dti_jax import methods  # pylint: disable=import-outside-toplevel
+  config = image_folder_config.get_config(variant)
+  assert (config.data.name, config.data.image_size, config.data.channels) == (
+      "image_folder", 128, 0)
+  methods.get(config.method).validate(config, (128, 128, 3))

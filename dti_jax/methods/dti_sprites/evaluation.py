@@ -131,10 +131,15 @@ class SpritesEvaluator:
         probes, out, self.config.model.n_sprites + int(self.config.model.add_empty_sprite))}
 
 
+def rgb(images: np.ndarray) -> np.ndarray:
+  """Grey images [..., 1] as RGB [..., 3], for pictures that mix them with colours."""
+  return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+
 def sprite_grid(state) -> np.ndarray:
   """Rows: prototypes, masks, prototype x mask over a checkerboard; then backgrounds."""
   sprites = jax.device_get(state.params["sprites"])
-  protos = np.clip(np.asarray(sprites["prototypes"]), 0, 1)
+  protos = rgb(np.clip(np.asarray(sprites["prototypes"]), 0, 1))
   masks = np.clip(np.asarray(sprites["masks"]), 0, 1)
   board = checkerboard(*protos.shape[1:3])
   masked = masks * protos + (1 - masks) * board
@@ -145,7 +150,7 @@ def sprite_grid(state) -> np.ndarray:
   scale = max(1, 48 // protos.shape[1])
   grid = grids.upscale(grid, scale)
   if "backgrounds" in state.params:
-    bkg = np.clip(np.asarray(jax.device_get(state.params["backgrounds"])), 0, 1)
+    bkg = rgb(np.clip(np.asarray(jax.device_get(state.params["backgrounds"])), 0, 1))
     bkg_grid = grids.upscale(grids.make_grid(bkg, len(bkg)), max(1, 48 // bkg.shape[1]))
     width = max(grid.shape[1], bkg_grid.shape[1])
     pad = lambda g: np.pad(g, ((0, 0), (0, width - g.shape[1]), (0, 0)), constant_values=1)
@@ -164,7 +169,8 @@ def decomposition_grid(images: np.ndarray, out: dict[str, np.ndarray], k: int) -
                     np.take_along_axis(out["choice"], np.clip(out["instance"] - 1, 0, None)
                                        .reshape(n, -1), axis=1).reshape(n, height, width) + 1, 0)
   semantic = colour_labels(labels, hls_palette(k))
-  row = [images[:, None], out["hard_reconstruction"][:, None], layers, instance[:, None],
+  row = [rgb(images)[:, None], rgb(out["hard_reconstruction"])[:, None],
+         np.broadcast_to(layers, layers.shape[:-1] + (3,)), instance[:, None],
          semantic[:, None]]
   tiles = np.concatenate(row, axis=1)
   columns = tiles.shape[1]
@@ -197,7 +203,7 @@ def save_final_outputs(workdir, evaluator, state, stage, source, scores,
   sprites = jax.device_get(state.params["sprites"])
   folder = os.path.join(workdir, "sprites")
   os.makedirs(folder, exist_ok=True)
-  protos = np.clip(np.asarray(sprites["prototypes"]), 0, 1)
+  protos = rgb(np.clip(np.asarray(sprites["prototypes"]), 0, 1))
   masks = np.clip(np.asarray(sprites["masks"]), 0, 1)
   for k, (proto, mask) in enumerate(zip(protos, masks)):
     grids.save_png(os.path.join(folder, f"prototype{k}.png"), proto)
