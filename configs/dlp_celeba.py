@@ -96,6 +96,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.eval.mafl = True               # MAFL landmark regressions (spec 6.2)
   config.eval.mafl_train_size = 0       # 0: all 19,000 MAFL training faces
   config.eval.mafl_test_size = 0        # 0: all 1,000 MAFL test faces
+  config.eval.mafl_topk = 0             # k > 0: also on the k most / least confident particles
 
   config.log.checkpoint_every_steps = 1000
 

@@ -51,6 +51,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 100
   config.eval.bn_recalibration_batches = 50   # BN statistics re-estimated before scoring
+  # As the original's _best model: the state of the lowest validation loss (negative
+  # ELBO) among the periodic evaluations, kept in checkpoints_best/.
+  config.eval.best_metric = "elbo"
+  config.eval.best_mode = "min"
+  config.eval.checkpoint = "latest"    # with eval_only: "latest" or "best"
   config.eval.split = ""                # "": score the first images of the training data
   config.eval.heldout_seed = 1          # procedural data: the held-out draw
   config.eval.radii = (3, 4)            # data with instance masks: recall radii (px)

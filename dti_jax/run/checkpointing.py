@@ -11,6 +11,7 @@ stops the run with one line and moves nothing: the checkpoint may be fine.
 
 import json
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -19,8 +20,12 @@ import jax
 import orbax.checkpoint as ocp
 
 
-def create_manager(workdir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
-  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+BEST_DIRECTORY = "checkpoints_best"
+
+
+def create_manager(workdir: str, max_to_keep: int = 2,
+                   subdirectory: str = "checkpoints") -> ocp.CheckpointManager:
+  directory = os.path.abspath(os.path.join(workdir, subdirectory))
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
   return ocp.CheckpointManager(directory, options=options)
 
@@ -123,3 +128,40 @@ def restore_meta(manager: ocp.CheckpointManager) -> dict | None:
   if step is None:
     return None
   return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+
+class BestCheckpoint:
+  """The checkpoint of the best evaluation so far, in ``<workdir>/checkpoints_best/<step>/``
+  beside the latest ones (the original DLP's ``_best`` model, by validation loss).
+
+  ``metric`` is a key of the evaluation's scores; ``mode`` "min" or "max". The best
+  value so far is read back from the kept checkpoint's metadata, so a resumed run goes
+  on comparing against it.
+  """
+
+  def __init__(self, workdir: str, metric: str, mode: str):
+    if mode not in ("min", "max"):
+      raise ValueError(f"config.eval.best_mode={mode!r} must be 'min' or 'max'")
+    self.metric, self.mode = metric, mode
+    self.manager = create_manager(workdir, max_to_keep=1, subdirectory=BEST_DIRECTORY)
+    meta = restore_meta(self.manager)
+    self.best = None if meta is None else meta.get("best_value")
+
+  def offer(self, state: Any, step: int, scores: dict[str, Any], meta: dict[str, Any]
+            ) -> bool:
+    """Keeps ``state`` when its score beats the best so far; returns whether it did."""
+    value = scores.get(self.metric)
+    if value is None or not math.isfinite(float(value)):
+      return False
+    value = float(value)
+    better = (self.best is None or (value < self.best if self.mode == "min"
+                                    else value > self.best))
+    if better:
+      self.best = value
+      save(self.manager, step, state, {**meta, "best_metric": self.metric,
+                                       "best_value": value})
+    return better
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()

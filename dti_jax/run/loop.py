@@ -43,7 +43,9 @@ def train_and_evaluate(method: method_lib.Method, config: ml_collections.ConfigD
   """Trains (or resumes) ``method`` as ``config`` says in ``workdir``; returns the final
   scores.
 
-  With ``config.eval_only`` the latest checkpoint is scored without training.
+  With ``config.eval_only`` the latest checkpoint is scored without training (the best
+  one with ``config.eval.checkpoint="best"``). With ``config.eval.best_metric`` the
+  state of the best periodic evaluation is kept in ``checkpoints_best/``.
   """
   load_source = (method.load_source if isinstance(method, method_lib.DataHook)
                  else sources.load_source)
@@ -65,34 +67,21 @@ def train_and_evaluate(method: method_lib.Method, config: ml_collections.ConfigD
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
   state = jax.jit(functools.partial(method.create_state, config), out_shardings=repl)(
       init_key, method.init_arrays(config, source))
-  if config.eval_only and not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise FileNotFoundError(f"config.eval_only=True but {os.path.join(workdir, 'checkpoints')} "
-                            "holds no checkpoint; train first with the same --workdir")
-  # Nothing is written before these checks pass.
-  manager, restored, changed = workdir_lib.open_workdir(workdir, config, state)
-  if restored is not None:
-    state, _ = restored
-    reporting.console(f"{'evaluating' if config.eval_only else 'resumed from'} {workdir} "
-                      f"at step {int(state.step)}")
-  elif config.eval_only:
-    raise FileNotFoundError(f"config.eval_only=True but {os.path.join(workdir, 'checkpoints')} "
-                            "holds no checkpoint; train first with the same --workdir")
-  if changed:
-    reporting.console(f"warning: config.allow_config_change=True: continuing {workdir} with "
-                      f"changed {', '.join(changed)}")
-  if jax.process_index() == 0 and not config.eval_only:
-    workdir_lib.write_config(workdir, config, int(state.step))
-
+  manager, state = _open_run(config, workdir, state)
   writer = reporting.create_writer(workdir)
   evaluator = method.create_evaluator(config, mesh, source)
   progress = reporting.Progress(total_steps, int(state.step))
   if not config.eval_only:
     with _StopSignals() as stop:
+      training = None
       try:
-        state = _Training(config, workdir, method, mesh, source, train_key, steps_per_epoch,
-                          manager, writer, evaluator, progress, stop).run(state)
+        training = _Training(config, workdir, method, mesh, source, train_key,
+                             steps_per_epoch, manager, writer, evaluator, progress, stop)
+        state = training.run(state)
       finally:
         manager.wait_until_finished()
+        if training is not None:
+          training.close()
         writer.flush()
     if stop.name is not None and int(state.step) < total_steps:
       step = int(state.step)
@@ -116,6 +105,48 @@ def train_and_evaluate(method: method_lib.Method, config: ml_collections.ConfigD
   writer.flush()
   writer.close()
   return final
+
+
+def _open_run(config: ml_collections.ConfigDict, workdir: str, state):
+  """(checkpoint manager, state to start from) after the workdir's checks; writes
+  config.json (process 0) unless only evaluating."""
+  if config.eval_only and not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    raise FileNotFoundError(f"config.eval_only=True but {os.path.join(workdir, 'checkpoints')} "
+                            "holds no checkpoint; train first with the same --workdir")
+  # Nothing is written before these checks pass.
+  manager, restored, changed = workdir_lib.open_workdir(workdir, config, state)
+  if config.eval_only and config.eval.get("checkpoint", "latest") != "latest":
+    restored = _restore_best(config, workdir, state)
+  if restored is not None:
+    state, _ = restored
+    reporting.console(f"{'evaluating' if config.eval_only else 'resumed from'} {workdir} "
+                      f"at step {int(state.step)}")
+  elif config.eval_only:
+    raise FileNotFoundError(f"config.eval_only=True but {os.path.join(workdir, 'checkpoints')} "
+                            "holds no checkpoint; train first with the same --workdir")
+  if changed:
+    reporting.console(f"warning: config.allow_config_change=True: continuing {workdir} with "
+                      f"changed {', '.join(changed)}")
+  if jax.process_index() == 0 and not config.eval_only:
+    workdir_lib.write_config(workdir, config, int(state.step))
+  return manager, state
+
+
+def _restore_best(config: ml_collections.ConfigDict, workdir: str, state):
+  """(state, meta) of the kept best checkpoint; one-line errors for a bad choice or none."""
+  if config.eval.checkpoint != "best":
+    raise ValueError(f"config.eval.checkpoint={config.eval.checkpoint!r} must be 'latest' "
+                     "or 'best'")
+  manager = checkpointing.create_manager(workdir, subdirectory=checkpointing.BEST_DIRECTORY)
+  try:
+    restored = checkpointing.restore_latest(manager, state)
+  finally:
+    manager.close()
+  if restored is None:
+    raise FileNotFoundError(f"config.eval.checkpoint='best' but "
+                            f"{os.path.join(workdir, checkpointing.BEST_DIRECTORY)} holds no "
+                            "checkpoint; train with config.eval.best_metric set")
+  return restored
 
 
 class _StopSignals:
@@ -200,6 +231,9 @@ class _Training:
     self.sums, self.loss_count, self.stage = {}, 0, None  # metric sums since the last log
     self.first_bad = jnp.int32(-1)
     self.stages_timed = False
+    metric = config.eval.get("best_metric", "")
+    self.best = (checkpointing.BestCheckpoint(workdir, metric, config.eval.best_mode)
+                 if metric else None)
 
   def step_fn(self, stage):
     """The jitted step of a stage, compiled on first use."""
@@ -329,12 +363,22 @@ class _Training:
     scores_lib.save_frame(self.workdir, step, images)
     reporting.console(f"eval @ step {step} ({self.progress.elapsed_minutes():.1f} min): "
                       f"{scores_lib.format_scores(scores)}")
+    if self.best is not None and self.best.offer(state, step, scores, self.meta(step)):
+      reporting.console(f"best {self.best.metric} so far ({self.best.best:.6g}): kept in "
+                        f"{checkpointing.step_directory(self.best.manager, step)}")
     self.progress.pause(time.perf_counter() - start)
+
+  def meta(self, step: int) -> dict[str, Any]:
+    """The JSON metadata stored with a checkpoint of ``step``."""
+    return {"step": step, "image_shape": list(sources.image_shape(self.config, self.source)),
+            "num_examples": int(self.source.num_examples), **self.method.stage_meta(self.stage)}
 
   def save(self, state, step: int) -> None:
     _check_finite(state, self.first_bad, step, self.manager)
     start = time.perf_counter()
-    checkpointing.save(self.manager, step, state, {
-        "step": step, "image_shape": list(sources.image_shape(self.config, self.source)),
-        "num_examples": int(self.source.num_examples), **self.method.stage_meta(self.stage)})
+    checkpointing.save(self.manager, step, state, self.meta(step))
     self.progress.pause(time.perf_counter() - start)
+
+  def close(self) -> None:
+    if self.best is not None:
+      self.best.close()

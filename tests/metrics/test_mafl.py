@@ -73,3 +73,33 @@ def test_regression_predicts_test_from_train_fit():
   assert mafl.regression_error(inputs, inputs @ weights, test, truth) == pytest.approx(0.0,
                                                                                     abs=1e-9)
   np.testing.assert_allclose(mafl.fit(inputs, inputs @ weights), weights, atol=1e-9)
+
+
+def test_top_k_uses_the_most_and_least_confident_particles():
+  """Landmarks linear in particles 1 and 3, which have the lowest log-variance: the
+  confident regression is exact, the uncertain one (particles 0 and 2, noise) is not,
+  and both equal least squares on those columns computed here."""
+  rng = np.random.default_rng(0)
+  n_train, n_test, k = 200, 50, 4
+  def particles(n):
+    mu = rng.normal(size=(n, k, 2))
+    logvar = np.zeros((n, k, 2)) + np.array([1.0, -3.0, 2.0, -1.0])[None, :, None]
+    feats = rng.normal(size=(n, k, 3))
+    return {"mu": mu, "logvar": logvar, "mu_features": feats, "logvar_features": feats * 0}
+  train, test = particles(n_train), particles(n_test)
+  mixing = rng.normal(size=(4, 10))
+  landmarks = lambda p: (p["mu"][:, [1, 3]].reshape(len(p["mu"]), -1) @ mixing).reshape(-1, 5, 2)
+  confident, uncertain = mafl.confident_particles(train, 2)
+  np.testing.assert_array_equal(confident, [1, 3])
+  np.testing.assert_array_equal(uncertain, [2, 0])
+  errors = mafl.mafl_errors_topk(train, landmarks(train), test, landmarks(test), 2)
+  assert errors["mafl_error_mu_top2_confident"] == pytest.approx(0.0, abs=1e-8)
+  inputs = lambda p: p["mu"][:, [2, 0]].reshape(len(p["mu"]), -1)
+  weights, *_ = np.linalg.lstsq(inputs(train), landmarks(train).reshape(n_train, -1), rcond=None)
+  assert errors["mafl_error_mu_top2_uncertain"] == pytest.approx(
+      mafl.landmark_error(inputs(test) @ weights, landmarks(test)))
+  assert errors["mafl_error_mu_top2_uncertain"] > 10
+  assert set(errors) == {f"mafl_error_{s}_top2_{kind}" for s in mafl.FEATURE_SETS
+                         for kind in ("confident", "uncertain")}
+  with pytest.raises(ValueError, match="config.eval.mafl_topk=5 must be in"):
+    mafl.confident_particles(train, 5)

@@ -17,7 +17,8 @@ With ``eval.mafl`` (CelebA, spec 6.2) the scores add the MAFL landmark regressio
 mafl_error_mu, mafl_error_mu_logvar and mafl_error_all (%, `dti_jax.methods.dlp.mafl`):
 deterministic eval-mode encodings of the MAFL training faces (the first
 ``eval.mafl_train_size``, 0: all 19,000) fitted by least squares, scored on the MAFL
-test faces (``eval.mafl_test_size``, 0: all 1,000).
+test faces (``eval.mafl_test_size``, 0: all 1,000); with ``eval.mafl_topk`` = k > 0 also
+on the k most and the k least confident particles (the original's top-k evaluation).
 """
 
 import dataclasses
@@ -169,8 +170,14 @@ class DLPEvaluator:
     if self.mafl is None:
       return {}
     train, test = self.mafl
-    return mafl.mafl_errors(self.encodings(state, train), train.landmarks,
-                            self.encodings(state, test), test.landmarks)
+    train_particles, test_particles = self.encodings(state, train), self.encodings(state, test)
+    errors = mafl.mafl_errors(train_particles, train.landmarks, test_particles,
+                              test.landmarks)
+    topk = self.config.eval.get("mafl_topk", 0)
+    if topk:
+      errors.update(mafl.mafl_errors_topk(train_particles, train.landmarks, test_particles,
+                                          test.landmarks, topk))
+    return errors
 
   def recalibrated(self, state):
     """``state`` with BN running statistics re-estimated at its weights

@@ -74,3 +74,33 @@ def mafl_errors(train_particles: dict[str, np.ndarray], train_landmarks: np.ndar
   return {f"mafl_error_{name}": regression_error(
       features(train_particles, name), train_landmarks,
       features(test_particles, name), test_landmarks) for name in FEATURE_SETS}
+
+
+def confident_particles(train_particles: dict[str, np.ndarray], count: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+  """(the ``count`` most confident particle indices, the ``count`` least confident ones):
+  ranked by the log-variance of mu summed over (y, x) and averaged over the training
+  images, lowest first, as the original's `evaluate_lin_reg_on_mafl_topk`."""
+  logvar = np.asarray(train_particles["logvar"], np.float64)
+  if not 1 <= count <= logvar.shape[1]:
+    raise ValueError(f"config.eval.mafl_topk={count} must be in [1, {logvar.shape[1]}] "
+                     "(the particles per image)")
+  confidence = logvar.sum(-1).mean(0)
+  order = np.argsort(confidence, kind="stable")
+  return order[:count], order[::-1][:count]
+
+
+def mafl_errors_topk(train_particles: dict[str, np.ndarray], train_landmarks: np.ndarray,
+                     test_particles: dict[str, np.ndarray], test_landmarks: np.ndarray,
+                     count: int) -> dict[str, float]:
+  """The three regressions on the ``count`` most and least confident particles only:
+  ``mafl_error_{set}_top{count}_confident`` and ``..._uncertain`` (%)."""
+  chosen = dict(zip(("confident", "uncertain"), confident_particles(train_particles, count)))
+  errors = {}
+  for kind, indices in chosen.items():
+    pick = lambda particles: {name: np.asarray(value)[:, indices]
+                              for name, value in particles.items()}
+    for name, value in mafl_errors(pick(train_particles), train_landmarks,
+                                   pick(test_particles), test_landmarks).items():
+      errors[f"{name}_top{count}_{kind}"] = value
+  return errors
