@@ -1,8 +1,10 @@
 """DLP's CLEVRER and Traffic configs: the original's presets, models that build at
-128 px, and a one-step run of each on a synthetic frame file of the data's shape."""
+128 px, and a four-step run of each on a synthetic frame file of the data's shape."""
 
+import glob
 import importlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -42,9 +44,24 @@ def test_full_config_is_the_original_preset(name):
 
 
 
+def _train_losses(workdir) -> dict[int, float]:
+  """train/loss of every logged step, from the run's TensorBoard event files."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  losses = {}
+  for path in glob.glob(os.path.join(workdir, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == "train/loss":
+          losses[event.step] = float(tf.make_ndarray(value.tensor))
+  return losses
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 @pytest.mark.usefixtures("fast_compile")
-def test_cpu_variant_trains_a_step_on_a_frame_file(name, tmp_path):
+def test_cpu_variant_lowers_its_loss_on_a_frame_file(name, tmp_path):
+  """Four steps, each on the same 4 frames (one batch per epoch): the fourth step's loss
+  is 3 % below the first's (measured 5.5 %: 16,239 -> 15,344; with lr 0 the loss moves by
+  the sampling noise only: -0.5 % to +0.7 %)."""
   config = _config(name, "cpu")
   assert (config.loss.rec_loss, config.model.kind, config.model.image_size) == (
       "mse", "object", 128)
@@ -62,13 +79,17 @@ def test_cpu_variant_trains_a_step_on_a_frame_file(name, tmp_path):
   config.model.num_prior = 3
   config.model.feature_dim = 2
   config.train.batch_size = 4
-  config.train.num_epochs = 1
+  config.train.num_epochs = 4               # before the lr milestone (epoch 4)
   config.train.warmup_steps = 0
   config.train.warmup_epochs = 0            # one phase: one compiled step
   config.eval.num_images = 4
   config.eval.batch_size = 4
   config.eval.bn_recalibration_batches = 1  # the re-estimation runs (test_dlp.py checks it)
+  config.log.every_steps = 1
   scores = methods.train_and_evaluate(config, str(tmp_path / "run"), num_devices=1)
   assert np.isfinite(scores["elbo"]) and np.isfinite(scores["psnr"])
+  losses = _train_losses(tmp_path / "run")
+  assert sorted(losses) == [1, 2, 3, 4]
+  assert losses[4] < 0.97 * losses[1], losses
   with open(tmp_path / "run" / "final_scores.json") as f:
     assert json.load(f)["elbo"] == pytest.approx(scores["elbo"])

@@ -42,10 +42,29 @@ def trained(fast_compile_module, tmp_path_factory):
   return workdir, final
 
 
+@pytest.fixture(scope="module")
+def untrained(trained, tmp_path_factory):
+  """The final scores of the same config without a step: its initial state, scored on the
+  same images by the same final evaluation (compiled by ``trained``'s run)."""
+  del trained
+  return methods.train_and_evaluate(_short_config(epochs=0), str(tmp_path_factory.mktemp(
+      "tetro_untrained")), num_devices=1)
+
+
+def test_run_lowers_the_reconstruction_error_of_the_untrained_model(trained, untrained):
+  """The 6 steps lower the mean squared error of the 40 scored scenes by 1.5 % at least
+  (measured 3.0 %: 0.1317 -> 0.1278; 12 steps: 0.1249). The segmentation scores take
+  thousands of steps to move (ARI-FG 95.5 after 12,496, docs/dti_sprites.md): after
+  6 steps they are the untrained model's (ARI-FG 0.0315 against 0.0294; semantic
+  accuracy 0.729 against 0.728, below the 0.755 of calling every pixel background), and
+  the error is still above that of the training set's mean image (0.081)."""
+  _, final = trained
+  assert {"ari", "ari_fg", "miou", "semantic_acc"} <= set(final)
+  assert final["loss"] < 0.985 * untrained["loss"], (final["loss"], untrained["loss"])
+
+
 def test_run_scores_and_leaves_sprites_segmentations_and_usage(trained):
   workdir, final = trained
-  for name in ("ari", "ari_fg", "miou", "semantic_acc"):
-    assert -1.0 <= final[name] <= 1.0
   assert 0 <= final["loss"] < 0.2
   np.testing.assert_allclose(np.sum(final["proportions"]), 1.0, atol=1e-5)
   usage = np.loadtxt(workdir / "sprite_usage.tsv", skiprows=1)
