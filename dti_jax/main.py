@@ -27,6 +27,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, Tens
                                "logs and images; an existing one is resumed.")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() "
                                "(TPU pods, SLURM, or the JAX_COORDINATOR_* variables).")
+_PEER_TIMEOUT = flags.DEFINE_integer(
+    "peer_timeout_seconds", 20, "With --multihost: stop with an error when another process "
+    "has given no sign of life for this long.")
 _NUM_DEVICES = flags.DEFINE_integer("num_devices", None, "Use only the first N devices "
                                     "(default: all).")
 
@@ -92,7 +95,7 @@ def main(argv: list[str]) -> None:
       distributed.initialize()
     except ValueError as error:
       sys.exit(f"error: {error}")
-    watch = distributed.PeerWatch().start()
+    watch = distributed.PeerWatch(_PEER_TIMEOUT.value).start()
   from dti_jax import methods
   try:
     methods.train_and_evaluate(config, os.path.abspath(_WORKDIR.value),

@@ -43,8 +43,11 @@ def test_all_mode_covers_every_dti_experiment_config():
   modules = {f: importlib.import_module(f"configs.{f}") for f in files}
   experiments = {f for f, module in modules.items() if hasattr(module, "get_config")
                  and module.get_config().method in ("dti_clustering", "dti_sprites")}
-  # image_collection is the generic recipe behind instagram.py and megadepth.py.
-  assert experiments - {"image_collection"} == {name for name, _ in benchmark.ALL_CONFIGS}
+  # image_collection is the generic recipe behind instagram.py and megadepth.py;
+  # image_folder reuses the recipes of mnist.py, image_collection, sprites_svhn.py and
+  # sprites_instagram.py on the user's images.
+  assert experiments - {"image_collection", "image_folder"} == {
+      name for name, _ in benchmark.ALL_CONFIGS}
 
 
 def test_every_config_of_all_mode_loads():

@@ -55,14 +55,13 @@ def test_best_checkpoint_is_the_lowest_validation_loss_and_eval_only_scores_it(
   manager.close()
   assert (meta["step"], meta["best_metric"]) == (best_step, "elbo")
   assert meta["best_value"] == pytest.approx(elbos[best_step], rel=1e-6)
-  # eval_only scores the latest checkpoint by default and the kept one on request.
+  # eval_only scores the kept checkpoint on request (the latest by default, tested with
+  # the other methods).
   config = _tiny_config()
   config.eval_only = True
-  latest = methods.train_and_evaluate(config, workdir, num_devices=1)
   config.eval.checkpoint = "best"
   best = methods.train_and_evaluate(config, workdir, num_devices=1)
   assert best["elbo"] == pytest.approx(elbos[best_step], rel=1e-5)
-  assert latest != best or best_step == 6
   with open(os.path.join(workdir, "final_scores.json")) as f:
     assert json.load(f)["elbo"] == best["elbo"]
   config.eval.checkpoint = "oldest"

@@ -168,7 +168,9 @@ def test_killed_pair_resumes_and_a_signal_to_one_process_stops_both(pair, tmp_pa
   stopped = [line for line in results[0][1].splitlines() if line.startswith("stopped by")]
   assert len(stopped) == 1 and "a signal to another host" in stopped[0], results[0][1]
   step = int(stopped[0].split(" at step ")[1].split("/")[0])
-  assert 18 <= step < 28 and max(map(int, os.listdir(tmp_path / "checkpoints"))) == step
+  # (A ".orbax-checkpoint-tmp" folder the SIGKILL left behind is not a checkpoint.)
+  written = [int(name) for name in os.listdir(tmp_path / "checkpoints") if name.isdigit()]
+  assert 18 <= step < 28 and max(written) == step
 
   results = finish(start_pair(tmp_path))
   assert [code for code, _, _ in results] == [0, 0], results[0][2][-2000:]
@@ -187,14 +189,14 @@ def _children(pid: int) -> list[int]:
 
 def test_a_process_that_dies_alone_stops_its_peer_in_one_line(tmp_path):
   # Process 1 dies: process 0 notices the silence and stops with one error line.
-  processes = start_pair(tmp_path / "peer")
+  processes = start_pair(tmp_path / "peer", "--peer_timeout_seconds=5")
   wait_for_step(processes[0], 12)
   processes[1].kill()
   start = time.monotonic()
   code, _, stderr = finish(processes)[0]
-  assert code == 1 and time.monotonic() - start < 40
+  assert code == 1 and time.monotonic() - start < 25
   errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-  assert errors == ["error: process 1 of 2 has given no sign of life for 20 s (it died or "
+  assert errors == ["error: process 1 of 2 has given no sign of life for 5 s (it died or "
                     "hangs); stopping this process (its last checkpoint is kept)"]
   # Process 0 (the coordinator) dies under the launcher: the launcher names it in one
   # line and the run stops within seconds.
