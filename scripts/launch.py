@@ -117,8 +117,11 @@ def main(argv: list[str]) -> int:
   for relay in relays:
     relay.join(timeout=5)
   if status == 0 and any(p.returncode != 0 for p in processes):
+    # All ended before the loop saw one fail (a peer aborts within a second of process
+    # 0's death): name the first in order, which is process 0 in that case.
     index, code = next((i, p.returncode) for i, p in enumerate(processes) if p.returncode)
-    print(f"error: process {index} {_how(code)}", file=sys.stderr, flush=True)
+    print(f"error: process {index} {_how(code)}; the other processes stopped too (the "
+          "last checkpoint is kept)", file=sys.stderr, flush=True)
     status = 1
   return status
 

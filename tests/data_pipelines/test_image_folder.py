@@ -173,7 +173,8 @@ def test_grey_digit_classes_train_and_score_end_to_end(tmp_path):
       [sys.executable, "-m", "dti_jax.main", "--config=configs/mnist.py:embedded",
        f"--workdir={workdir}", "--num_devices=1", "--config.data.name=image_folder",
        f"--config.data.data_dir={tmp_path / 'digits'}", "--config.data.image_size=28",
-       "--config.train.num_epochs=1", "--config.log.num_probe_images=2"],
+       "--config.train.num_epochs=1", "--config.log.num_probe_images=2",
+       "--config.eval.every_steps=2"],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   output = result.stdout + result.stderr
   assert result.returncode == 0, output[-3000:]
@@ -183,6 +184,14 @@ def test_grey_digit_classes_train_and_score_end_to_end(tmp_path):
   with open(workdir / "final_scores.json") as f:
     scores = json.load(f)
   assert {"acc", "nmi"} <= set(scores) and 0 <= scores["acc"] <= 1, scores
+  # The periodic evaluation scores the classes in TensorBoard.
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=import-outside-toplevel
+  tags = set()
+  for path in workdir.glob("events.out.tfevents.*"):
+    accumulator = event_accumulator.EventAccumulator(str(path))
+    accumulator.Reload()
+    tags |= set(accumulator.Tags()["tensors"])
+  assert {"eval/acc", "eval/nmi", "final/acc", "final/nmi"} <= tags, sorted(tags)
 
 
 @pytest.mark.parametrize("variant", ["small", "sprites_small"])
