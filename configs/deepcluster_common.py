@@ -43,6 +43,14 @@ def deepcluster_config() -> ml_collections.ConfigDict:
   config.cluster.pca_relative_eps = 0.0
   config.cluster.niter = 20
   config.cluster.tile_size = 4096      # points per distance tile: tile_size x k floats
+  config.cluster.method = "kmeans"     # or "pic": power iteration clustering (k: its cap)
+  config.cluster.reassign_epochs = 1   # epochs between two clusterings (--reassign)
+  config.cluster.pic = ml_collections.ConfigDict()
+  config.cluster.pic.neighbours = 5    # the original's PIC defaults
+  config.cluster.pic.sigma = 0.2
+  config.cluster.pic.alpha = 0.001
+  config.cluster.pic.iterations = 200
+  config.cluster.pic.distribute_singletons = True
 
   config.sampler = ml_collections.ConfigDict()
   config.sampler.compat_index_bug = False
@@ -62,6 +70,7 @@ def deepcluster_config() -> ml_collections.ConfigDict:
   config.eval.knn_k = 20
   config.eval.probe_train_size = 4000
   config.eval.nmi_seeds = 3
+  config.eval.nmi_k = 0                # final k-means NMI: its k (0: cluster.k)
   config.eval.every_steps = 0          # 0: scored once, at the end (with random init)
 
   config.log = ml_collections.ConfigDict()

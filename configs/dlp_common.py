@@ -29,6 +29,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.mask_threshold = 0.2
   config.model.pointnet_k = 10
   config.model.reassign_clusters = False
+  # A converted checkpoint of the original (scripts/convert_dlp_weights.py): the initial
+  # weights, and with eval_only the weights scored (no training checkpoint needed).
+  config.model.weights = ""
 
   config.loss = ml_collections.ConfigDict()
   config.loss.vgg_weights = ""          # converted VGG-16 weights (scripts/convert_vgg16.py)

@@ -38,7 +38,10 @@ as the original's MSE preset (30 is scaled to the VGG loss), batch 16, a 100-ste
 warm-up (noisy masks until step 500), lr 2e-3 (the shapes :cpu calibration) for 935
 steps (2.6 s per step on 2 CPU cores shared with other jobs: about 40 minutes plus
 the evaluations). The ``cpu`` variant was not run on real Traffic frames (the data is
-not here): only its step was timed, on random frames.
+not here): only its step was timed, on random frames. ``released``: the preset with
+feature dim 20, the settings of the released checkpoint
+``dlp_traffic_gauss_pointnetpp.pth`` (convert it with scripts/convert_dlp_weights.py,
+see docs/dlp.md).
 
   python -m dti_jax.main --config=configs/dlp_traffic.py:cpu \
       --config.data.data_dir=DIR --workdir=/tmp/dlp_traffic
@@ -51,7 +54,7 @@ from configs import dlp_common
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  common.check_variant("dlp_traffic", variant, ("", "cpu"))
+  common.check_variant("dlp_traffic", variant, ("", "cpu", "released"))
   config = dlp_common.video_frames_config()
   config.model.num_particles = 15       # K
   config.model.num_prior = 20           # M
@@ -60,6 +63,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.train.warmup_epochs = 2
   config.eval.every_steps = 2000        # 2 epochs of 64,000 frames at batch 64
   config.log.checkpoint_every_steps = 1000
+  if variant == "released":
+    config.model.feature_dim = 20       # the released checkpoint (README, demo script)
   if variant == "cpu":
     dlp_common.shrink_video_frames_for_cpu(config, num_particles=8, num_prior=16)
   return config

@@ -50,7 +50,7 @@ _PROCEDURAL = {  # source name -> generator of `data_pipelines.procedural` or `.
 _MULTI_OBJECT_NAMES = ("tetrominoes", "multi_dsprites", "clevr6")
 SOURCE_NAMES = (_EMBEDDED_NAMES + tuple(_TFDS) + _DERIVED_NAMES + _FILE_NAMES
                 + tuple(_PROCEDURAL) + _MULTI_OBJECT_NAMES + ("array_file", "celeba_dve")
-                + ("cub_parts", "deepfashion_parts"))
+                + ("cub_parts", "deepfashion_parts", "voc2007"))
 
 
 # eq=False: equality and hashing by identity; field-wise `==` on arrays is ambiguous.
@@ -215,6 +215,10 @@ def load_source(name: str, *, data_dir: str | None = None, split: str = "train",
         data_dir, split, image_size or deepfashion_parts.DEFAULT_SIDE, num_examples)
     return ArraySource(name, images, np.full(len(images), -1, np.int32), None,
                        masks=labels)
+  if name == "voc2007":  # VOC's own splits; multi-label, so unlabelled here: see voc.read
+    from data_pipelines import voc  # pylint: disable=import-outside-toplevel
+    images = voc.read_images(data_dir, split, image_size or 224)
+    return ArraySource(name, images, np.full(len(images), -1, np.int32), None)
   if split not in SPLITS:
     raise ValueError(
         f"Unknown split {split!r} for {name!r}; valid splits: {', '.join(SPLITS)}")

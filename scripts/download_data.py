@@ -46,7 +46,7 @@ MULTI_OBJECT_FILES = {
     "clevr6": "clevr_with_masks/clevr_with_masks_train.tfrecords",
 }
 _MULTI_OBJECT_URL = "https://storage.googleapis.com/multi-object-datasets/"
-_PREPARED_NAMES = ("celeba_dve", "array_file", "cub_parts", "deepfashion_parts")
+_PREPARED_NAMES = ("celeba_dve", "array_file", "cub_parts", "deepfashion_parts", "voc2007")
 NAMES = (tuple(_TFDS_NAMES) + tuple(DEFAULT_DIRS) + tuple(MULTI_OBJECT_FILES) + _FOLDER_NAMES
          + _PREPARED_NAMES)
 
@@ -166,6 +166,12 @@ def _explain_image_folder(name: str, data_dir: str | None) -> None:
 
 
 def _explain_prepared(name: str) -> None:
+  if name == "voc2007":
+    print("voc2007: not fetched by this script. Unpack VOCtrainval_06-Nov-2007.tar and "
+          "VOCtest_06-Nov-2007.tar (Pascal VOC 2007, host.robots.ox.ac.uk/pascal/VOC/voc2007/) "
+          "into one folder and pass its VOCdevkit/VOC2007 (JPEGImages/, Annotations/, "
+          "ImageSets/Main/) as --config.data.data_dir.")
+    return
   if name == "celeba_dve":
     print("celeba_dve: not fetched by this script. Download celeba.tar.gz as DVE prepares "
           "it (github.com/jamt9000/DVE, README, 'Datasets': CelebA), unpack it and pass the "

@@ -86,11 +86,14 @@ def test_every_registered_method_assembles_with_its_hooks():
   from dti_jax.run import method as method_lib  # pylint: disable=import-outside-toplevel
   hooks = {"after_step_function": method_lib.AfterStepHook,
            "epoch_start_function": method_lib.EpochStartHook,
-           "load_source": method_lib.DataHook}
+           "load_source": method_lib.DataHook,
+           "given_weights": method_lib.GivenWeightsHook}
   expected = {"dti_clustering": {"after_step_function"}, "dti_sprites": {"after_step_function"},
               "deepcluster": {"epoch_start_function"},
               "linear_probe": {"epoch_start_function", "load_source"},
-              "dlp": set(), "unsup_parts": set()}
+              "voc_classification": {"epoch_start_function", "load_source"},
+              "retrieval": {"load_source"},
+              "dlp": {"given_weights"}, "unsup_parts": set()}
   assert set(methods.METHODS) == set(expected)
   for name, wanted in expected.items():
     method = methods.get(name)

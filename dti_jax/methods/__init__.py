@@ -26,9 +26,11 @@ METHODS = {
                     "dti_jax.methods.deepcluster.evaluation"),
     "linear_probe": ("dti_jax.methods.deepcluster.linear_probe",
                      "dti_jax.methods.deepcluster.linear_probe"),
+    "retrieval": ("dti_jax.methods.deepcluster.retrieval", "dti_jax.methods.deepcluster.retrieval"),
     "dlp": ("dti_jax.methods.dlp.trainer", "dti_jax.methods.dlp.evaluation"),
     "unsup_parts": ("dti_jax.methods.unsup_parts.trainer",
                     "dti_jax.methods.unsup_parts.evaluation"),
+    "voc_classification": ("dti_jax.methods.deepcluster.voc_classification",) * 2,
 }
 
 

@@ -67,7 +67,9 @@ def train_and_evaluate(method: method_lib.Method, config: ml_collections.ConfigD
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
   state = jax.jit(functools.partial(method.create_state, config), out_shardings=repl)(
       init_key, method.init_arrays(config, source))
-  manager, state = _open_run(config, workdir, state)
+  given = (method.given_weights(config) if isinstance(method, method_lib.GivenWeightsHook)
+           else "")
+  manager, state = _open_run(config, workdir, state, given)
   writer = reporting.create_writer(workdir)
   evaluator = method.create_evaluator(config, mesh, source)
   progress = reporting.Progress(total_steps, int(state.step))
@@ -107,21 +109,27 @@ def train_and_evaluate(method: method_lib.Method, config: ml_collections.ConfigD
   return final
 
 
-def _open_run(config: ml_collections.ConfigDict, workdir: str, state):
+def _open_run(config: ml_collections.ConfigDict, workdir: str, state, given_weights: str = ""):
   """(checkpoint manager, state to start from) after the workdir's checks; writes
-  config.json (process 0) unless only evaluating."""
-  if config.eval_only and not os.path.isdir(os.path.join(workdir, "checkpoints")):
+  config.json (process 0) unless only evaluating. With ``eval_only`` and given weights
+  (`method_lib.GivenWeightsHook`) ``state`` is scored as created: no checkpoint is read."""
+  scoring_given = config.eval_only and given_weights
+  if (config.eval_only and not scoring_given
+      and not os.path.isdir(os.path.join(workdir, "checkpoints"))):
     raise FileNotFoundError(f"config.eval_only=True but {os.path.join(workdir, 'checkpoints')} "
                             "holds no checkpoint; train first with the same --workdir")
   # Nothing is written before these checks pass.
   manager, restored, changed = workdir_lib.open_workdir(workdir, config, state)
-  if config.eval_only and config.eval.get("checkpoint", "latest") != "latest":
+  if scoring_given:
+    restored = None
+    reporting.console(f"evaluating the given weights {given_weights} (no checkpoint is read)")
+  elif config.eval_only and config.eval.get("checkpoint", "latest") != "latest":
     restored = _restore_best(config, workdir, state)
   if restored is not None:
     state, _ = restored
     reporting.console(f"{'evaluating' if config.eval_only else 'resumed from'} {workdir} "
                       f"at step {int(state.step)}")
-  elif config.eval_only:
+  elif config.eval_only and not scoring_given:
     raise FileNotFoundError(f"config.eval_only=True but {os.path.join(workdir, 'checkpoints')} "
                             "holds no checkpoint; train first with the same --workdir")
   if changed:
@@ -226,7 +234,7 @@ class _Training:
     self.step_fns = {}
     self.after_step = (method.after_step_function(config, mesh)
                        if isinstance(method, method_lib.AfterStepHook) else None)
-    self.epoch_start = (method.epoch_start_function(config, mesh, source)
+    self.epoch_start = (method.epoch_start_function(config, mesh, source, workdir)
                         if isinstance(method, method_lib.EpochStartHook) else None)
     self.sums, self.loss_count, self.stage = {}, 0, None  # metric sums since the last log
     self.first_bad = jnp.int32(-1)

@@ -84,8 +84,8 @@ class EpochStartHook(Protocol):
   """A method that prepares each epoch and draws its batches (DeepCluster's clustering
   and sampler)."""
 
-  def epoch_start_function(self, config: Config, mesh: jax.sharding.Mesh, source: Any
-                           ) -> EpochStart:
+  def epoch_start_function(self, config: Config, mesh: jax.sharding.Mesh, source: Any,
+                           workdir: str) -> EpochStart:
     """A function of (state, epoch, start_batch) -> (state, host batches, scalars,
     message) that the loop calls before an epoch's first step, and with start_batch > 0
     when a run resumes inside an epoch; the batches replace the loop's shuffled ones
@@ -102,11 +102,20 @@ class DataHook(Protocol):
     """The source of ``split`` ("train" for training, the final evaluation's split)."""
 
 
+@runtime_checkable
+class GivenWeightsHook(Protocol):
+  """A method whose initial state can carry weights read from a file (a converted
+  checkpoint): with ``eval_only`` the loop then scores that state, no checkpoint needed."""
+
+  def given_weights(self, config: Config) -> str:
+    """The file `create_state` takes the weights from, or "" when it initialises them."""
+
+
 MEMBERS = tuple(sorted(set(Method.__annotations__) | {
     name for name, value in vars(Method).items() if callable(value) and name[0] != "_"}))
 
 
-HOOKS = ("after_step_function", "epoch_start_function", "load_source")
+HOOKS = ("after_step_function", "epoch_start_function", "load_source", "given_weights")
 EVALUATION_MEMBERS = ("create_evaluator", "final_evaluation")
 
 

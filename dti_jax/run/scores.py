@@ -15,7 +15,7 @@ def format_scores(scores: dict[str, Any]) -> str:
   names = [n for n in ("ari_fg", "ari", "miou", "acc", "nmi", "loss", "nmi_diff", "psnr",
                        "recall_4px", "random_recall_4px", "precision_active_4px", "elbo",
                        "fg_nmi", "fg_ari", "nmi_full", "ari_full", "keypoint_error",
-                       "nmi_kmeans_labels", "knn_accuracy", "linear_probe_accuracy")
+                       "nmi_kmeans_labels", "knn_accuracy", "linear_probe_accuracy", "map")
            if n in scores]
   return " ".join(f"{n} {scores[n]:.4f}" for n in names)
 

@@ -26,7 +26,10 @@ CHANGEABLE = ("train.num_epochs", "train.num_steps", "eval.", "log.",
               "eval_only", "allow_config_change")
 # Keys added to the configs after workdirs were trained without them: a saved config
 # lacking one had the value given here.
-ADDED_KEYS = {"data.channels": 0}
+ADDED_KEYS = {"data.channels": 0, "cluster.method": "kmeans", "cluster.reassign_epochs": 1,
+              "cluster.pic.neighbours": 5, "cluster.pic.sigma": 0.2, "cluster.pic.alpha": 0.001,
+              "cluster.pic.iterations": 200, "cluster.pic.distribute_singletons": True,
+              "model.weights": ""}
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

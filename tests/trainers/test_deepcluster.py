@@ -12,7 +12,7 @@ import pytest
 from dti_jax import methods
 from configs import deepcluster_mnist
 import data_pipelines
-from dti_jax.methods.deepcluster import clustering, network as network_lib, trainer
+from dti_jax.methods.deepcluster import assignments, clustering, network as network_lib, trainer
 from dti_jax.run import checkpointing, partition
 
 
@@ -55,11 +55,18 @@ def test_run_logs_clusterings_and_resumes_bit_identical(tmp_path):
   # The checkpoint carries the last clustering: k = 20 clusters over all 1,797 images.
   assignment = np.asarray(a.assignment)
   assert assignment.shape == (1797,) and 0 <= assignment.min() and assignment.max() < 20
+  # Each epoch's clustering is saved in the workdir; the resumed run's are the same.
+  saved = assignments.read_workdir(str(tmp_path / "straight"))
+  assert sorted(saved) == [1, 2]
+  np.testing.assert_array_equal(saved[2], assignment)
+  assert not np.array_equal(saved[1], saved[2])
+  for epoch, clusters in assignments.read_workdir(str(tmp_path / "resumed")).items():
+    np.testing.assert_array_equal(clusters, saved[epoch])
   events = [n for n in os.listdir(tmp_path / "straight") if n.startswith("events.out")]
   assert events
 
 
-def test_network_learns_to_predict_its_first_clustering_beyond_chance():
+def test_network_learns_to_predict_its_first_clustering_beyond_chance(tmp_path):
   """The pseudo-label cross-entropy of the untrained network is chance, ln k (its fc7
   features and the new top layer are ~0.01 in scale); 8 passes (224 steps, the config's
   SGD) over the draws of the first epoch's clustering, with the same top layer, bring it
@@ -71,7 +78,7 @@ def test_network_learns_to_predict_its_first_clustering_beyond_chance():
   mesh = partition.create_mesh(1)
   state = jax.device_put(trainer.create_state(config, None, trainer.init_arrays(config, source)),
                          partition.replicated(mesh))
-  state, batches, _, _ = trainer.epoch_start_function(config, mesh, source)(state, 0, 0)
+  state, batches, _, _ = trainer.epoch_start_function(config, mesh, source, str(tmp_path))(state, 0, 0)
   batches = [{name: batch[name] for name in trainer.BATCH_KEYS} for batch in batches]
   step = jax.jit(trainer.step_function(config, trainer.STAGE, len(batches)))
   pass_losses = []

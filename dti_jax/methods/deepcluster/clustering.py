@@ -1,5 +1,6 @@
 """DeepCluster's clustering of a representation: the feature pass that keeps features
-on the devices, PCA-whitening + L2 (faiss's conventions) and the sharded k-means."""
+on the devices, PCA-whitening + L2 (faiss's conventions), and the sharded k-means or
+power iteration clustering (PIC) of the whitened points."""
 
 import dataclasses
 from typing import Iterator
@@ -13,6 +14,7 @@ from sklearn import metrics as sk_metrics
 from dti_jax.methods.deepcluster import network as network_lib
 from dti_jax.ops import kmeans as kmeans_lib
 from dti_jax.ops import pca as pca_lib
+from dti_jax.ops import pic as pic_lib
 from dti_jax.run import partition
 
 
@@ -100,6 +102,42 @@ def kmeans_assignment(config: ml_collections.ConfigDict, run: FeatureExtractor,
                              tile_size=c.get("tile_size", 1024))
   return (np.asarray(partition.to_host(result.assignment)), float(result.objectives[-1]),
           result.centroids)
+
+
+def pic_assignment(config: ml_collections.ConfigDict, run: FeatureExtractor,
+                   points: jax.Array) -> tuple[np.ndarray, int, jax.Array]:
+  """PIC of the whitened points: (assignment, number of clusters, cluster means).
+
+  The means (rows past the number of clusters far away, so they never win) let new
+  images be assigned to their nearest cluster as with k-means centroids. A one-line
+  ValueError when PIC finds more clusters than the top layer holds (config.cluster.k).
+  """
+  c, p = config.cluster, config.cluster.pic
+  mesh = run.mesh
+  result = pic_lib.pic(points, nnn=p.neighbours, sigma=p.sigma, alpha=p.alpha,
+                       num_iters=p.iterations, distribute_singletons=p.distribute_singletons,
+                       mesh=mesh if mesh.size > 1 else None, tile_size=c.get("tile_size", 1024))
+  count = int(result.num_clusters)
+  if count > c.k:
+    raise ValueError(f"PIC found {count} clusters, more than config.cluster.k={c.k}, the "
+                     "top layer's width: rerun with a larger config.cluster.k")
+  means = cluster_means(points, result.assignment, c.k)
+  return np.asarray(partition.to_host(result.assignment)), count, means
+
+
+@jax.jit
+def _means(points, assignment, far):
+  k = far.shape[0]
+  sums = jax.ops.segment_sum(points, assignment, num_segments=k)
+  counts = jax.ops.segment_sum(jnp.ones_like(assignment), assignment, num_segments=k)
+  return jnp.where((counts > 0)[:, None], sums / jnp.maximum(counts, 1)[:, None], far)
+
+
+def cluster_means(points: jax.Array, assignment: jax.Array, k: int) -> jax.Array:
+  """[k, d] mean of each cluster's points; an empty cluster's row lies at 1,000 on every
+  axis (unit-norm points are never nearest to it)."""
+  return _means(points, jnp.asarray(assignment),
+                jnp.full((k, points.shape[1]), 1000.0, points.dtype))
 
 
 def cluster(config: ml_collections.ConfigDict, run: FeatureExtractor, features: FeaturePass,

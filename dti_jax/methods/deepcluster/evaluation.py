@@ -20,14 +20,18 @@ def representation_scores(config: ml_collections.ConfigDict,
                           features: clustering.FeaturePass) -> dict[str, float]:
   """The offline benchmark's measures of a representation (spec section 10).
 
-  NMI of k-means (k = config.cluster.k, on PCA-whitened + L2 features) with the labels,
-  averaged over seeds; kNN (cosine, k = eval.knn_k) and logistic-regression accuracy on
+  NMI of k-means (k = eval.nmi_k, or config.cluster.k when 0, on PCA-whitened + L2
+  features) with the labels, averaged over seeds; kNN (cosine, k = eval.knn_k) and logistic-regression accuracy on
   standardised features, trained on eval.probe_train_size images of a fixed random
   split and scored on the others. Holds the features on the host: small data only.
   """
   e = config.eval
   labels = features.labels
-  nmis = [nmi(cluster(config, run, features, seed)[0], labels)
+  kmeans_config = config
+  if e.get("nmi_k", 0):  # a PIC run's cluster.k is its top layer's width, not a k
+    kmeans_config = ml_collections.ConfigDict(config.to_dict())
+    kmeans_config.cluster.k = e.nmi_k
+  nmis = [nmi(cluster(kmeans_config, run, features, seed)[0], labels)
           for seed in range(e.nmi_seeds)]
   host = features.to_host()
   # A fixed random split (the embedded MNIST sample is sorted by class).

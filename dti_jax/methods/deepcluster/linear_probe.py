@@ -287,9 +287,11 @@ def _correct(config, network, variables, probe, images, labels, mask):
   return jnp.sum((jnp.argmax(probabilities, axis=-1) == labels) & mask)
 
 
-def epoch_start_function(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, source):
+def epoch_start_function(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, source,
+                         workdir: str):
   """The epoch-start hook: scores the epoch just finished (the original validates after
   every epoch and reports the best), then the new epoch's shuffled batches."""
+  del workdir
   evaluator = Evaluator(config, mesh)
   layer = f"conv{config.probe.layer}"
 

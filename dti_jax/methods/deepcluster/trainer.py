@@ -4,18 +4,29 @@ Each epoch, in the original's order (the epoch-start hook, then the loop's steps
   1. features of every image: eval mode, un-augmented, the fc7 output before its ReLU;
      the PCA statistics are accumulated in the same pass;
   2. PCA-whitening (faiss's conventions) and L2 normalisation;
-  3. faiss-style k-means (seed from (seed, epoch)) -> one cluster per image;
+  3. faiss-style k-means (seed from (seed, epoch)) -> one cluster per image, or power
+     iteration clustering (``config.cluster.method = "pic"``, the original's
+     ``--clustering PIC``) of the k-nearest-neighbour graph, as many clusters as it
+     finds (at most config.cluster.k, the top layer's width; the logits of the unused
+     columns are masked out, which equals the original's narrower top layer);
   4. the uniform-over-clusters sampler draws N images with their compacted labels;
   5. a new top layer Linear(F, k), N(0, 0.01^2), and its momentum-free SGD; the body's
      SGD momentum persists;
   6. one pass over the draws with random resized crops.
-Logged at each epoch's first step: NMI with the previous epoch's clustering and with the
-labels (geometric normalisation, the paper's), the k-means loss, cluster sizes, and the
-time of each phase. The state holds the epoch's clustering (assignment, whitening and
-centroids, with which new images are assigned) and top layer, so a run resumed in the
-middle of an epoch redraws the same sampler order without clustering again. Every random draw is a function of config.seed: the network's initial weights
-of key(seed), the top layers and the crops of fold_in(key(seed), 1) with the epoch
-(and the step within it).
+With ``config.cluster.reassign_epochs = r`` (the original's ``--reassign``) steps 1-5
+run every r epochs only: the sampler then draws r N images at once (as the original's
+``UnifLabelSampler(r N)``) and the next r epochs are its consecutive slices, under the
+same pseudo-labels and top layer. (The original counts one epoch per clustering, so its
+``--epochs E --reassign r`` is ``num_epochs = E r`` here.)
+Logged at each clustering: NMI with the previous clustering and with the labels
+(geometric normalisation, the paper's), the k-means loss or PIC's number of clusters,
+cluster sizes, and the time of each phase; the assignment itself is saved in the
+workdir (`dti_jax.methods.deepcluster.assignments`). The state holds the current
+clustering (assignment, whitening and centroids, with which new images are assigned)
+and top layer, so a run resumed in the middle of an epoch redraws the same sampler order
+without clustering again. Every random draw is a function of config.seed: the network's
+initial weights of key(seed), the top layers and the crops of fold_in(key(seed), 1) with
+the epoch (and the step within it).
 """
 
 import functools
@@ -30,6 +41,7 @@ import numpy as np
 import optax
 
 from data_pipelines import cluster_sampler, streaming
+from dti_jax.methods.deepcluster import assignments as assignments_lib
 from dti_jax.methods.deepcluster import clustering, network as network_lib
 from dti_jax.methods.deepcluster import data as deepcluster_data
 from dti_jax.ops import pca as pca_lib
@@ -37,6 +49,7 @@ from dti_jax.run import partition, sources
 
 BATCH_KEYS = ("image", "label")
 STAGE = "deepcluster"     # one stage: the step function never changes
+CLUSTER_METHODS = ("kmeans", "pic")
 
 
 @flax.struct.dataclass
@@ -57,7 +70,23 @@ def train_key(config: ml_collections.ConfigDict) -> jax.Array:
 
 def validate(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> None:
   del image_shape
+  c = config.cluster
+  if c.get("method", "kmeans") not in CLUSTER_METHODS:
+    raise ValueError(f"config.cluster.method={c.method!r} is not one of {CLUSTER_METHODS}")
+  reassign = c.get("reassign_epochs", 1)
+  if not isinstance(reassign, int) or reassign < 1:
+    raise ValueError(f"config.cluster.reassign_epochs={reassign!r} must be an integer >= 1")
+  if c.get("method") == "pic":
+    p = c.pic
+    if p.neighbours < 1 or p.sigma <= 0 or not 0 < p.alpha <= 1 or p.iterations < 1:
+      raise ValueError(f"config.cluster.pic={p.to_dict()} needs neighbours >= 1, sigma > 0, "
+                       "0 < alpha <= 1 and iterations >= 1")
   network_lib.create_network(config)
+
+
+def clusters_every(config: ml_collections.ConfigDict) -> int:
+  """r: the epochs that share one clustering."""
+  return config.cluster.get("reassign_epochs", 1)
 
 
 def init_arrays(config: ml_collections.ConfigDict, source) -> dict[str, Any]:
@@ -96,8 +125,11 @@ def stage_at(config: ml_collections.ConfigDict, step: int, steps_per_epoch: int)
 
 def describe_stage(config: ml_collections.ConfigDict, stage: str) -> str:
   del stage
-  return (f"k-means into {config.cluster.k} clusters every epoch, "
-          f"{config.model.arch} trained on the pseudo-labels")
+  every = clusters_every(config)
+  when = "every epoch" if every == 1 else f"every {every} epochs"
+  how = (f"power iteration clustering (at most {config.cluster.k} clusters)"
+         if config.cluster.get("method") == "pic" else f"k-means into {config.cluster.k} clusters")
+  return f"{how} {when}, {config.model.arch} trained on the pseudo-labels"
 
 
 def stage_scalars(stage: str) -> dict[str, float]:
@@ -131,6 +163,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
         {"params": params, "batch_stats": state.batch_stats}, images, True,
         rngs={"dropout": dropout_key}, mutable=["batch_stats"])
     logits = jax.nn.relu(features) @ head["kernel"] + head["bias"]
+    if config.cluster.get("method") == "pic":  # a top layer as wide as PIC's clusters
+      used = jnp.arange(logits.shape[-1]) <= jnp.max(state.assignment)
+      logits = jnp.where(used, logits, -jnp.inf)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
     return loss, updates["batch_stats"]
 
@@ -153,26 +188,34 @@ def step_function(config: ml_collections.ConfigDict, stage: str, steps_per_epoch
 
 
 def epoch_start_function(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
-                         source: Any):
-  """The epoch-start hook (`dti_jax.run.method.EpochStartHook`): clustering, top layer
-  and sampler of an epoch; in the middle of an epoch only the sampler's order."""
+                         source: Any, workdir: str):
+  """The epoch-start hook (`dti_jax.run.method.EpochStartHook`): clustering (saved in
+  ``workdir``), top layer and sampler every r epochs; in the middle of an epoch, and in
+  the epochs between two clusterings, only the sampler's order."""
   extractor = clustering.FeatureExtractor(config, mesh)
   repl = partition.replicated(mesh)
+  every = clusters_every(config)
 
   def epoch_start(state: TrainState, epoch: int, start_batch: int
                   ) -> tuple[TrainState, Iterator[dict[str, np.ndarray]], dict, str]:
     scalars, message = {}, ""
-    if start_batch == 0:
+    first = epoch - epoch % every        # the epoch that made the current clustering
+    if start_batch == 0 and epoch == first:
       state, scalars = _cluster(config, extractor, source, state, epoch, repl)
       message = f"epoch {epoch + 1}/{config.train.num_epochs} " + " ".join(
           f"{name.split('/')[-1]} {value:.4g}" for name, value in scalars.items()
           if np.ndim(value) == 0)
+      if jax.process_index() == 0:
+        assignments_lib.save_epoch(workdir, epoch,
+                                   np.asarray(partition.to_host(state.assignment)))
     assignment = np.asarray(partition.to_host(state.assignment))
+    count = source.num_examples
     draws, draw_labels = cluster_sampler.uniform_over_clusters(
-        assignment, config.cluster.k, source.num_examples,
-        np.random.default_rng([config.seed, epoch]), config.sampler.compat_index_bug)
-    batches = deepcluster_data.training_batches(config, source, draws, draw_labels, epoch,
-                                                start_batch)
+        assignment, config.cluster.k, count * every,
+        np.random.default_rng([config.seed, first]), config.sampler.compat_index_bug)
+    part = slice((epoch - first) * count, (epoch - first + 1) * count)
+    batches = deepcluster_data.training_batches(config, source, draws[part],
+                                                draw_labels[part], epoch, start_batch)
     return state, batches, scalars, message
 
   return epoch_start
@@ -194,14 +237,19 @@ def _cluster(config, extractor, source, state, epoch, repl):
   del features  # the full-width features leave the devices before training
   times["pca"] = time.perf_counter() - start
   start = time.perf_counter()
-  assignment, kmeans_loss, centroids = clustering.kmeans_assignment(
-      config, extractor, points, config.seed * 1000 + epoch)
-  times["kmeans"] = time.perf_counter() - start
+  if config.cluster.get("method") == "pic":
+    assignment, count, centroids = clustering.pic_assignment(config, extractor, points)
+    scalars = {"train/pic_clusters": count}
+    times["pic"] = time.perf_counter() - start
+  else:
+    assignment, kmeans_loss, centroids = clustering.kmeans_assignment(
+        config, extractor, points, config.seed * 1000 + epoch)
+    scalars = {"train/kmeans_loss": kmeans_loss}
+    times["kmeans"] = time.perf_counter() - start
   previous = np.asarray(partition.to_host(state.assignment))
   sizes = np.bincount(assignment, minlength=config.cluster.k)
-  scalars = {"train/kmeans_loss": kmeans_loss,
-             "train/non_empty_clusters": int(np.count_nonzero(sizes)),
-             **{f"time/{name}_s": value for name, value in times.items()}}
+  scalars.update({"train/non_empty_clusters": int(np.count_nonzero(sizes)),
+                  **{f"time/{name}_s": value for name, value in times.items()}})
   if previous[0] >= 0:
     scalars["train/nmi_previous_epoch"] = clustering.nmi(assignment, previous)
   if labels is not None:

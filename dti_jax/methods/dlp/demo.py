@@ -2,6 +2,10 @@
 interactive_demo_dlp.py): move particles with the mouse and see the decoded image follow.
 
   python -m dti_jax.methods.dlp.demo --workdir=workdirs/dlp_shapes --image=scene.png
+  python -m dti_jax.methods.dlp.demo --weights=dlp_celeba.msgpack --image=face.png
+
+``--weights`` takes a converted checkpoint of the original
+(scripts/convert_dlp_weights.py) instead of a trained workdir; exactly one is given.
 
 A matplotlib window shows the image with its particles (left) and the decoding of the
 particle set (right). Controls:
@@ -120,13 +124,16 @@ class ParticleDemo:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  if not FLAGS["workdir"].value or not FLAGS["image"].value:
-    sys.exit("error: --workdir and --image are required")
+  if not FLAGS["image"].value:
+    sys.exit("error: --image is required")
+  if bool(FLAGS["workdir"].value) == bool(FLAGS["weights"].value):
+    sys.exit("error: pass exactly one of --workdir (a trained DLP workdir) and --weights "
+             "(a file of scripts/convert_dlp_weights.py)")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   from data_pipelines import files  # pylint: disable=import-outside-toplevel
   from dti_jax.methods.dlp import edit  # pylint: disable=import-outside-toplevel
   try:
-    config, state, model = edit.load_model(FLAGS["workdir"].value)
+    config, state, model = edit.load_any(FLAGS["workdir"].value, FLAGS["weights"].value)
     side = config.model.image_size
     image = files.read_model_input(FLAGS["image"].value, (side, side, 3))
   except (ValueError, OSError) as error:
@@ -137,6 +144,9 @@ def main(argv):
 
 def _define_flags() -> None:
   FLAGS["workdir"] = flags.DEFINE_string("workdir", None, "A trained DLP workdir.")
+  FLAGS["weights"] = flags.DEFINE_string("weights", None, "Instead of --workdir: a "
+                                         "converted checkpoint of the original "
+                                         "(scripts/convert_dlp_weights.py).")
   FLAGS["image"] = flags.DEFINE_string("image", None, "The image to encode.")
 
 

@@ -4,6 +4,12 @@
       --move=3:10,-5 --out=edited.png
   python -m dti_jax.methods.dlp.edit --workdir=workdirs/dlp_shapes --image=scene.png \
       --other_image=other.png --swap=2:7 --out=edited.png
+  python -m dti_jax.methods.dlp.edit --weights=dlp_clevrer.msgpack --image=frame.png \
+      --move=3:10,-5 --out=edited.png
+
+``--weights=FILE`` instead of ``--workdir`` edits with a converted checkpoint of the
+original (scripts/convert_dlp_weights.py; its own BN statistics unless
+``--bn_recalibration_batches`` is given, with ``--data_dir``).
 
 The offline counterpart of the original's interactive demo: the image is encoded
 deterministically (z = mu, z_f = mu_f, eval-mode BN), the particle set is edited and
@@ -97,6 +103,29 @@ def load_model(workdir: str):
   return (config, *restore_model(workdir, config))
 
 
+def load_weights(path: str):
+  """(config, state, model) of a converted checkpoint of the original
+  (scripts/convert_dlp_weights.py): the file's own config, weights and BN statistics."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from dti_jax.methods.dlp import trainer as dlp  # pylint: disable=import-outside-toplevel
+  from dti_jax.methods.dlp import weights as dlp_weights  # pylint: disable=import-outside-toplevel
+  variables, config = dlp_weights.load_variables(path, flag="--weights")
+  variables = jax.tree.map(jnp.asarray, variables)
+  state = dlp.TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                         batch_stats=variables["batch_stats"], opt_states={},
+                         key=jax.random.key(0))
+  return config, state, dlp.create_model(config)
+
+
+def load_any(workdir: str = "", weights: str = ""):
+  """(config, state, model) of a trained workdir or of a converted file: exactly one of
+  ``workdir`` and ``weights`` (one-line ValueError otherwise)."""
+  if bool(workdir) == bool(weights):
+    raise ValueError("pass exactly one of --workdir (a trained DLP workdir) and --weights "
+                     "(a file of scripts/convert_dlp_weights.py)")
+  return load_weights(weights) if weights else load_model(workdir)
+
+
 def presence(particles: dict, count: int):
   """[B, K] how present each foreground particle is, for drawing: obj_on for the object
   model; ones for the masked model, which has no presence and draws every particle."""
@@ -172,11 +201,14 @@ def decode(model, state, particles):
 
 def edit(workdir: str, image_path: str, out_path: str, moves, swaps,
          other_image_path: str = "", bn_recalibration_batches: int | None = None,
-         data_dir: str = "") -> dict:
+         data_dir: str = "", weights: str = "") -> dict:
   """Encodes, edits, decodes and writes the picture; returns the decoded outputs
-  ('original' and 'edited') and the particles, as numpy. The BN statistics are
-  re-estimated on ``bn_recalibration_batches`` training batches (`recalibrated_state`;
-  None: the workdir's eval.bn_recalibration_batches), read from ``data_dir`` if given."""
+  ('original' and 'edited') and the particles, as numpy. The model is the workdir's
+  latest checkpoint or, with ``weights`` instead (``workdir`` ""), a converted checkpoint
+  of the original. The BN statistics are re-estimated on ``bn_recalibration_batches``
+  training batches (`recalibrated_state`; None: the workdir's
+  eval.bn_recalibration_batches, 0 for converted weights: their own statistics, as the
+  original's demo), read from ``data_dir`` if given."""
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   from data_pipelines import files  # pylint: disable=import-outside-toplevel
@@ -184,14 +216,20 @@ def edit(workdir: str, image_path: str, out_path: str, moves, swaps,
   from dti_jax.methods.dlp import pictures as particle_viz  # pylint: disable=import-outside-toplevel
   from dti_jax.run import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   from dti_jax.viz import grids
-  config = workdir_lib.read_config(workdir, "dlp")
+  if bool(workdir) == bool(weights):
+    load_any(workdir, weights)  # the one-line error
+  if weights:
+    config, state, model = load_weights(weights)
+  else:
+    config = workdir_lib.read_config(workdir, "dlp")
   _check_indices(moves, swaps, config.model.num_particles)
   if swaps and not other_image_path:
     raise ValueError("--swap needs --other_image")
   if bn_recalibration_batches is None:
-    bn_recalibration_batches = config.eval.get("bn_recalibration_batches", 0)
+    bn_recalibration_batches = 0 if weights else config.eval.get("bn_recalibration_batches", 0)
   source = recalibration_source(config, bn_recalibration_batches, data_dir)
-  config, state, model = load_model(workdir)
+  if not weights:
+    config, state, model = load_model(workdir)
   state = recalibrated_state(config, state, source, bn_recalibration_batches)
   side = config.model.image_size
   shape = (side, side, 3)
@@ -221,8 +259,11 @@ def edit(workdir: str, image_path: str, out_path: str, moves, swaps,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  if not FLAGS["workdir"].value or not FLAGS["image"].value:
-    sys.exit("error: --workdir and --image are required")
+  if not FLAGS["image"].value:
+    sys.exit("error: --image is required")
+  if bool(FLAGS["workdir"].value) == bool(FLAGS["weights"].value):
+    sys.exit("error: pass exactly one of --workdir (a trained DLP workdir) and --weights "
+             "(a file of scripts/convert_dlp_weights.py)")
   try:
     moves = [parse_move(m) for m in FLAGS["move"].value]
     swaps = [parse_swap(s) for s in FLAGS["swap"].value]
@@ -231,7 +272,7 @@ def main(argv):
     result = edit(FLAGS["workdir"].value, FLAGS["image"].value, FLAGS["out"].value, moves,
                   swaps, FLAGS["other_image"].value,
                   bn_recalibration_batches=FLAGS["bn_recalibration_batches"].value,
-                  data_dir=FLAGS["data_dir"].value)
+                  data_dir=FLAGS["data_dir"].value, weights=FLAGS["weights"].value)
   except (ValueError, FileNotFoundError, OSError) as error:
     sys.exit(f"error: {error}")
   for k, ((row, col), on) in enumerate(zip(result["positions"], result["presence"])):
@@ -243,6 +284,9 @@ def _define_flags() -> None:
   """The command-line flags (absl), registered once."""
   FLAGS["workdir"] = flags.DEFINE_string("workdir", None, "A trained DLP workdir "
                                          "(config.json + checkpoints).")
+  FLAGS["weights"] = flags.DEFINE_string("weights", None, "Instead of --workdir: a "
+                                         "converted checkpoint of the original "
+                                         "(scripts/convert_dlp_weights.py).")
   FLAGS["image"] = flags.DEFINE_string("image", None, "The image to edit.")
   FLAGS["other_image"] = flags.DEFINE_string("other_image", "", "Image whose particles' "
                                              "features --swap takes.")
@@ -254,7 +298,7 @@ def _define_flags() -> None:
   FLAGS["bn_recalibration_batches"] = flags.DEFINE_integer(
       "bn_recalibration_batches", None, "Training batches the BN running statistics are "
       "re-estimated on before encoding (default: the workdir's "
-      "eval.bn_recalibration_batches; 0: the stored training statistics).")
+      "eval.bn_recalibration_batches, 0 with --weights; 0: the stored statistics).")
   FLAGS["data_dir"] = flags.DEFINE_string("data_dir", "", "The training data, where the "
                                           "workdir's config.data.data_dir no longer points "
                                           "to it.")

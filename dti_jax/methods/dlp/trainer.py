@@ -11,6 +11,10 @@ Phases (the object model; spec 4.4), from the step: "warmup" for the first
 warmup_steps (glimpse loss, no background branch), "noisy" until 5 x warmup_steps
 (random presences, alpha noise), then "normal". One jitted step per phase.
 
+With ``config.model.weights`` (a converted checkpoint of the original) `create_state`
+starts from those weights and BN statistics instead of the initial ones; with
+``eval_only`` the loop scores them (`given_weights`) without a training checkpoint.
+
 Eval mode uses BN running statistics re-estimated at the current weights
 (`recalibrate_batch_stats`), not the training EMAs, which lag the weights: the
 evaluator, the particle editor (`dti_jax.methods.dlp.edit`) and scripts/time_to_psnr.py all
@@ -31,6 +35,7 @@ from dti_jax.methods.dlp import model as model_lib
 from dti_jax.methods.dlp import losses as dlp_losses
 from dti_jax.methods.dlp import perceptual as vgg_perceptual
 from dti_jax.methods.dlp import tps_pairs
+from dti_jax.methods.dlp import weights as dlp_weights
 from dti_jax.run import schedules
 
 Stage = str  # "warmup", "noisy" or "normal"
@@ -86,6 +91,14 @@ def validate(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int
       {"params": jax.random.key(0), "sample": jax.random.key(1)},
       jnp.zeros((1, m.image_size, m.image_size, 3)),
       jnp.zeros((1, m.image_size, m.image_size, 3)), train=False, phase="normal"))
+  if given_weights(config):
+    dlp_weights.load_variables(given_weights(config), config)  # one line if it does not fit
+
+
+def given_weights(config: ml_collections.ConfigDict) -> str:
+  """``config.model.weights``: a converted checkpoint of the original
+  (scripts/convert_dlp_weights.py) that `create_state` starts from, or ""."""
+  return config.model.get("weights", "")
 
 
 def warmup_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -136,6 +149,9 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array,
   params_key, sample_key, noise_key = jax.random.split(key, 3)
   variables = create_model(config).init({"params": params_key, "sample": sample_key},
                                         init_images, init_images, train=False, phase="normal")
+  if given_weights(config):  # the converted weights replace the initial ones
+    variables, _ = dlp_weights.load_variables(given_weights(config), config)
+    variables = jax.tree.map(jnp.asarray, variables)
   params = dict(variables["params"])
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=dict(variables["batch_stats"]),
