@@ -37,7 +37,8 @@ def _scalars(workdir, tag):
 
 def test_pic_run_clusters_the_digits_and_saves_each_clustering(tmp_path):
   workdir = str(tmp_path / "pic")
-  scores = methods.train_and_evaluate(_smoke(2, "pic,smoke"), workdir, num_devices=1)
+  scores = methods.train_and_evaluate(_smoke(2, "pic,smoke", reassign_epochs=1), workdir,
+                                      num_devices=1)
   assert np.isfinite(scores["knn_accuracy"])
   saved = assignments.read_workdir(workdir)
   assert sorted(saved) == [1, 2]
