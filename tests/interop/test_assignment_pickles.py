@@ -3,12 +3,16 @@ the NMI command that compares clusterings."""
 
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from sklearn import metrics
 
 from dti_jax.methods.deepcluster import assignments
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class _Payload:
@@ -86,3 +90,16 @@ def test_nmi_command_matches_by_path_and_by_index(tmp_path, capsys):
   assert assignments.main(["--pickle", released, "--output", str(tmp_path / "r.npz")]) == 2
   assert capsys.readouterr().err.strip().count("\n") == 0
   assert os.path.exists(tmp_path / "r.npz")
+
+
+def test_the_command_prints_its_line_and_no_library_start_up_lines(tmp_path):
+  """TensorFlow is imported on the way (the method registry); its start-up lines stay off
+  the terminal without any setting in the environment."""
+  np.save(tmp_path / "a.npy", np.arange(30) % 3)
+  np.save(tmp_path / "b.npy", np.arange(30) % 3)
+  env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+  done = subprocess.run([sys.executable, "-m", "dti_jax.methods.deepcluster.assignments",
+                         "--nmi", str(tmp_path / "a.npy"), str(tmp_path / "b.npy")],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr
+  assert (done.stdout + done.stderr).strip() == "NMI 1.0000 over 30 images"
