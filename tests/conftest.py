@@ -49,3 +49,20 @@ def fast_compile_module():
   for several tests (request it first, so that it is on before that fixture compiles)."""
   with _most_optimizations_disabled():
     yield
+
+
+# The longest test files (minutes each on a 2-core machine) go to the workers first, so
+# that the two workers of `-n 2 --dist loadfile` (pytest.ini) do not end with one of them
+# alone on a long file. Only the order changes: each file's tests keep theirs.
+LONG_FILES = ("tests/trainers/test_reliability.py", "tests/trainers/test_end_to_end.py",
+              "tests/trainers/test_multihost.py", "tests/trainers/test_deepcluster_resume.py",
+              "tests/trainers/test_unsup_parts_configs.py", "tests/trainers/test_dlp.py",
+              "tests/trainers/test_outputs.py", "tests/trainers/test_dlp_configs.py")
+
+
+def pytest_collection_modifyitems(items):
+  def rank(item):
+    path = os.path.relpath(str(item.path), os.path.dirname(os.path.dirname(__file__)))
+    return LONG_FILES.index(path) if path in LONG_FILES else len(LONG_FILES)
+
+  items.sort(key=rank)  # stable: the other files keep the collection order
