@@ -22,6 +22,7 @@ import argparse
 import os
 import sys
 
+import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,17 +50,12 @@ def convert(config_spec: str, input_path: str, output_path: str,
     state_dict = state_dict["state_dict"]
   variables = dlp_weights.convert_state_dict(state_dict, config, input_path)
   dlp_weights.save(output_path, variables, config)
-  count = sum(int(np.size(leaf)) for leaf in _leaves(variables["params"]))
+  params = jax.tree.leaves(variables["params"])
+  count = sum(int(np.size(leaf)) for leaf in params)
   m = config.model
   return (f"{m.kind} model, {m.image_size} px, K={m.num_particles}, D={m.feature_dim}: "
-          f"{len(_leaves(variables['params'])) + len(_leaves(variables['batch_stats']))} "
+          f"{len(params) + len(jax.tree.leaves(variables['batch_stats']))} "
           f"tensors, {count:,} parameters -> {output_path}")
-
-
-def _leaves(tree) -> list:
-  if isinstance(tree, dict):
-    return [leaf for value in tree.values() for leaf in _leaves(value)]
-  return [tree]
 
 
 def main(argv=None) -> None:

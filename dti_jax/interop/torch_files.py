@@ -282,3 +282,9 @@ def load_torch_file(path: str) -> Any:
   else:
     obj = _load_legacy(path)
   return _resolve(obj, path, set())
+
+
+def strip_data_parallel(key: str) -> str:
+  """A state-dict key without DataParallel's ``module.`` parts, wherever they stand:
+  ``module.enc.keymap.weight`` or ``features.module.0.weight`` -> without them."""
+  return ".".join(part for part in key.split(".") if part != "module")

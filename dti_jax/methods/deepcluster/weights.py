@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dti_jax.interop import torch_files
 from dti_jax.nets import alexnet
 from dti_jax.nets import vgg
 from dti_jax.ops import sobel as sobel_lib
@@ -77,11 +78,6 @@ def _torch_shape(flax_shape, layout):
   if layout == "linear":
     return tuple(reversed(flax_shape))
   return tuple(flax_shape)
-
-
-def strip_data_parallel(key: str) -> str:
-  """``features.module.0.weight`` or ``module.features.0.weight`` -> ``features.0.weight``."""
-  return ".".join(part for part in key.split(".") if part != "module")
 
 
 def create_network(arch: str, fc_width: int = 4096, sobel: bool = True) -> nn.Module:
@@ -173,7 +169,7 @@ def _strip_keys(state_dict):
   """Stripped key -> array, and stripped key -> the checkpoint's own key (for errors)."""
   weights, names = {}, {}
   for key, value in state_dict.items():
-    stripped = strip_data_parallel(key)
+    stripped = torch_files.strip_data_parallel(key)
     if stripped in weights:
       raise ValueError(f"{key} duplicates {names[stripped]} once DataParallel's 'module.' is "
                        "removed")

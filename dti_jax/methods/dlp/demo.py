@@ -126,12 +126,13 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   if not FLAGS["image"].value:
     sys.exit("error: --image is required")
-  if bool(FLAGS["workdir"].value) == bool(FLAGS["weights"].value):
-    sys.exit("error: pass exactly one of --workdir (a trained DLP workdir) and --weights "
-             "(a file of scripts/convert_dlp_weights.py)")
+  from dti_jax.methods.dlp import edit  # pylint: disable=import-outside-toplevel
+  try:
+    edit.check_model_source(FLAGS["workdir"].value, FLAGS["weights"].value)
+  except ValueError as error:
+    sys.exit(f"error: {error}")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   from data_pipelines import files  # pylint: disable=import-outside-toplevel
-  from dti_jax.methods.dlp import edit  # pylint: disable=import-outside-toplevel
   try:
     config, state, model = edit.load_any(FLAGS["workdir"].value, FLAGS["weights"].value)
     side = config.model.image_size

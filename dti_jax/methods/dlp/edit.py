@@ -117,12 +117,17 @@ def load_weights(path: str):
   return config, state, dlp.create_model(config)
 
 
-def load_any(workdir: str = "", weights: str = ""):
-  """(config, state, model) of a trained workdir or of a converted file: exactly one of
-  ``workdir`` and ``weights`` (one-line ValueError otherwise)."""
+def check_model_source(workdir: str, weights: str) -> None:
+  """One-line ValueError unless exactly one of ``workdir`` and ``weights`` is given."""
   if bool(workdir) == bool(weights):
     raise ValueError("pass exactly one of --workdir (a trained DLP workdir) and --weights "
                      "(a file of scripts/convert_dlp_weights.py)")
+
+
+def load_any(workdir: str = "", weights: str = ""):
+  """(config, state, model) of a trained workdir or of a converted file: exactly one of
+  ``workdir`` and ``weights`` (one-line ValueError otherwise)."""
+  check_model_source(workdir, weights)
   return load_weights(weights) if weights else load_model(workdir)
 
 
@@ -261,10 +266,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   if not FLAGS["image"].value:
     sys.exit("error: --image is required")
-  if bool(FLAGS["workdir"].value) == bool(FLAGS["weights"].value):
-    sys.exit("error: pass exactly one of --workdir (a trained DLP workdir) and --weights "
-             "(a file of scripts/convert_dlp_weights.py)")
   try:
+    check_model_source(FLAGS["workdir"].value, FLAGS["weights"].value)
     moves = [parse_move(m) for m in FLAGS["move"].value]
     swaps = [parse_swap(s) for s in FLAGS["swap"].value]
     if not moves and not swaps:

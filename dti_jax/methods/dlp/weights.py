@@ -58,6 +58,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from dti_jax.interop import torch_files
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 # Released checkpoint -> (config file, variant) with its hyper-parameters
@@ -250,11 +252,6 @@ def _torch_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
   return tuple(shape)
 
 
-def strip_data_parallel(key: str) -> str:
-  """``module.enc.keymap.weight`` -> ``enc.keymap.weight``."""
-  return ".".join(part for part in key.split(".") if part != "module")
-
-
 def _twin(key: str) -> str | None:
   """``object_dec.decode.X`` -> ``object_dec.main.X`` (the same module registered twice)."""
   prefix = "object_dec.decode."
@@ -280,7 +277,7 @@ def convert_state_dict(state_dict: dict[str, Any], config: ml_collections.Config
                f"D={config.model.feature_dim}")
   weights, names, twins = {}, {}, {}
   for raw_key, value in state_dict.items():
-    key = strip_data_parallel(str(raw_key))
+    key = torch_files.strip_data_parallel(str(raw_key))
     if key.endswith(".num_batches_tracked"):
       continue
     value = np.asarray(value)

@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dti_jax.interop import torch_files
 from dti_jax.methods.unsup_parts import deeplab_resnet
 from dti_jax.methods.unsup_parts import vgg19_features
 
@@ -109,11 +110,6 @@ def _torch_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
   return tuple(shape)
 
 
-def strip_data_parallel(key: str) -> str:
-  """``module.layer1.0.conv1.weight`` -> ``layer1.0.conv1.weight``."""
-  return ".".join(part for part in key.split(".") if part != "module")
-
-
 def unwrap_checkpoint(obj: Any, source: str) -> dict[str, np.ndarray]:
   """The state dict in a loaded torch file: its "model_state_dict" or "state_dict" entry,
   or the file's dict itself when every value is an array."""
@@ -172,7 +168,7 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], kind: str,
   table = vgg19_table() if kind == "vgg19" else segmenter_table()
   weights, names = {}, {}
   for key, value in state_dict.items():
-    stripped = strip_data_parallel(str(key))
+    stripped = torch_files.strip_data_parallel(str(key))
     if stripped.endswith(".num_batches_tracked") or stripped.startswith(_IGNORED_PREFIXES[kind]):
       continue
     if stripped not in table:
