@@ -195,6 +195,7 @@ def epoch_start_function(config: ml_collections.ConfigDict, mesh: jax.sharding.M
   extractor = clustering.FeatureExtractor(config, mesh)
   repl = partition.replicated(mesh)
   every = clusters_every(config)
+  sampled = {}    # first epoch of the current clustering -> its draw of every * N images
 
   def epoch_start(state: TrainState, epoch: int, start_batch: int
                   ) -> tuple[TrainState, Iterator[dict[str, np.ndarray]], dict, str]:
@@ -205,14 +206,16 @@ def epoch_start_function(config: ml_collections.ConfigDict, mesh: jax.sharding.M
       message = f"epoch {epoch + 1}/{config.train.num_epochs} " + " ".join(
           f"{name.split('/')[-1]} {value:.4g}" for name, value in scalars.items()
           if np.ndim(value) == 0)
-      if jax.process_index() == 0:
-        assignments_lib.save_epoch(workdir, epoch,
-                                   np.asarray(partition.to_host(state.assignment)))
-    assignment = np.asarray(partition.to_host(state.assignment))
+    if first not in sampled:  # drawn once for the r epochs that share the clustering
+      assignment = np.asarray(partition.to_host(state.assignment))
+      if start_batch == 0 and epoch == first and jax.process_index() == 0:
+        assignments_lib.save_epoch(workdir, epoch, assignment)
+      sampled.clear()
+      sampled[first] = cluster_sampler.uniform_over_clusters(
+          assignment, config.cluster.k, source.num_examples * every,
+          np.random.default_rng([config.seed, first]), config.sampler.compat_index_bug)
+    draws, draw_labels = sampled[first]
     count = source.num_examples
-    draws, draw_labels = cluster_sampler.uniform_over_clusters(
-        assignment, config.cluster.k, count * every,
-        np.random.default_rng([config.seed, first]), config.sampler.compat_index_bug)
     part = slice((epoch - first) * count, (epoch - first + 1) * count)
     batches = deepcluster_data.training_batches(config, source, draws[part],
                                                 draw_labels[part], epoch, start_batch)
